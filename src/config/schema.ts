@@ -1,0 +1,109 @@
+// The configuration contract. Every field is documented in config/README.md; keep the two in step.
+// Objects are strict: an unknown key is an error, so a misspelt `upstrem:` cannot be silently ignored.
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:1389');
+
+const ldapUrl = z.string().regex(/^ldaps?:\/\/[^\s/]+(:\d+)?\/?$/i, 'must be an ldap:// or ldaps:// URL');
+
+const dn = z.string().min(1, 'must be a DN');
+
+const tlsFiles = z.strictObject({
+  cert: z.string().min(1),
+  key: z.string().min(1),
+});
+
+const listen = z
+  .strictObject({
+    ldap: hostPort.optional(),
+    ldaps: hostPort.optional(),
+    tls: tlsFiles.optional(),
+    startTLS: z.boolean().default(true),
+    requireTLSForBind: z.boolean().default(false),
+    maxConnections: z.int().positive().default(10_000),
+    idleTimeoutMs: z.int().nonnegative().default(300_000),
+    maxPduBytes: z.int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    maxOutstandingPerConnection: z.int().positive().default(32),
+  })
+  .superRefine((v, ctx) => {
+    if (!v.ldap && !v.ldaps) ctx.addIssue({ code: 'custom', message: 'set ldap, ldaps or both', path: [] });
+    if (v.ldaps && !v.tls) ctx.addIssue({ code: 'custom', message: 'ldaps needs listen.tls.cert and listen.tls.key', path: ['tls'] });
+    if (v.requireTLSForBind && !v.tls) ctx.addIssue({ code: 'custom', message: 'requireTLSForBind needs listen.tls', path: ['requireTLSForBind'] });
+  });
+
+export const upstreamSchema = z.strictObject({
+  urls: z.array(ldapUrl).min(1),
+  startTLS: z.boolean().default(false),
+  tls: z
+    .strictObject({
+      ca: z.string().optional(),
+      verify: z.boolean().default(true),
+      servername: z.string().optional(),
+    })
+    .default({ verify: true }),
+  bind: z.strictObject({ dn, password: z.string().min(1, 'the service account password must not be empty') }),
+  baseDN: dn,
+  // NetBIOS domain accepted in DOMAIN\user bind names; UPN suffixes are whatever AD holds.
+  domain: z.string().optional(),
+  pool: z.strictObject({ service: z.int().min(1).max(64).default(4), bind: z.int().min(1).max(256).default(8) }).default({ service: 4, bind: 8 }),
+  timeouts: z
+    .strictObject({
+      connectMs: z.int().positive().default(3000),
+      operationMs: z.int().positive().default(5000),
+      // AD drops idle connections after MaxConnIdleTime (900 s); we retire ours well before that.
+      idleMs: z.int().positive().default(600_000),
+    })
+    .default({ connectMs: 3000, operationMs: 5000, idleMs: 600_000 }),
+  // a DC that failed to connect is skipped for this long before it is tried again
+  failureBackoffMs: z.int().nonnegative().default(10_000),
+  pageSize: z.int().min(1).max(1000).default(500),
+});
+
+const source = z.strictObject({ base: dn.optional(), filter: z.string().optional() });
+
+const directory = z.strictObject({
+  baseDN: dn,
+  users: z.strictObject({ rdn: z.string().default('ou=users'), source: source.default({}) }).default({ rdn: 'ou=users', source: {} }),
+  groups: z.strictObject({ rdn: z.string().default('ou=groups'), source: source.default({}) }).default({ rdn: 'ou=groups', source: {} }),
+  bindNames: z
+    .strictObject({ mail: z.boolean().default(false) })
+    .default({ mail: false }),
+});
+
+const consumer = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only'),
+  bindDN: dn,
+  password: z.string().min(8, 'a consumer password needs at least 8 characters'),
+});
+
+export const configSchema = z
+  .strictObject({
+    listen,
+    http: z.strictObject({ listen: hostPort.optional() }).default({}),
+    log: z
+      .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), pretty: z.boolean().default(false) })
+      .default({ level: 'info', pretty: false }),
+    // `demo: true` runs the embedded demo directory in-process and points the upstream at it
+    demo: z.boolean().default(false),
+    upstream: upstreamSchema.optional(),
+    directory,
+    auth: z
+      .strictObject({
+        anonymous: z.enum(['rootdse', 'deny', 'allow']).default('rootdse'),
+        diagnostics: z.enum(['reason', 'raw', 'none']).default('reason'),
+      })
+      .default({ anonymous: 'rootdse', diagnostics: 'reason' }),
+    consumers: z.array(consumer).default([]),
+  })
+  .superRefine((v, ctx) => {
+    if (!v.demo && !v.upstream) ctx.addIssue({ code: 'custom', message: 'required unless demo: true', path: ['upstream'] });
+    if (v.demo && v.upstream) ctx.addIssue({ code: 'custom', message: 'demo: true brings its own upstream; remove this block', path: ['upstream'] });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type DirectoryConfig = z.infer<typeof directory>;
+export type ConsumerConfig = z.infer<typeof consumer>;
+export type ListenConfig = z.infer<typeof listen>;
