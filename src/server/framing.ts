@@ -1,0 +1,84 @@
+// Splits a byte stream into whole LDAPMessage PDUs (BER SEQUENCE, definite length), refusing a PDU
+// whose declared length exceeds the cap before buffering it. ldapjs's own parser re-concatenates the
+// whole backlog on every chunk with no limit: 64 MiB of one unfinished PDU cost 48 s of CPU
+// (toolchain.md §7.11). Here each byte is copied at most once.
+
+export type FrameError = 'too_large' | 'malformed';
+
+export class PduFramer {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private need = 0; // total length of the PDU at the front, once its header is known
+
+  constructor(private readonly maxPdu: number) {}
+
+  /** Feed bytes; returns whole PDUs, or an error after which the connection must be closed. */
+  push(data: Buffer): { pdus: Buffer[]; error?: FrameError } {
+    this.chunks.push(data);
+    this.buffered += data.length;
+    const pdus: Buffer[] = [];
+    for (;;) {
+      if (this.need === 0) {
+        const h = this.header();
+        if (h === 'short') break;
+        if (typeof h === 'string') return { pdus, error: h };
+        this.need = h;
+      }
+      if (this.buffered < this.need) break;
+      const all = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.buffered);
+      pdus.push(all.subarray(0, this.need));
+      const rest = all.subarray(this.need);
+      this.chunks = rest.length ? [rest] : [];
+      this.buffered = rest.length;
+      this.need = 0;
+    }
+    return { pdus };
+  }
+
+  /** Total PDU length from the tag and length octets, 'short' if more bytes are needed. */
+  private header(): number | 'short' | FrameError {
+    const head = this.peek(6);
+    if (head.length < 2) return 'short';
+    if (head[0] !== 0x30) return 'malformed';
+    const first = head[1] as number;
+    if (first < 0x80) return this.limit(2 + first);
+    const n = first & 0x7f;
+    if (n === 0) return 'malformed'; // indefinite length is not allowed in LDAP (RFC 4511 §5.1)
+    if (n > 4) return 'too_large';
+    if (head.length < 2 + n) return 'short';
+    let len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (head[2 + i] as number);
+    return this.limit(2 + n + len);
+  }
+
+  private limit(total: number): number | FrameError {
+    return total > this.maxPdu ? 'too_large' : total;
+  }
+
+  private peek(n: number): Buffer {
+    const first = this.chunks[0];
+    if (!first) return Buffer.alloc(0);
+    if (first.length >= n || this.chunks.length === 1) return first.subarray(0, n);
+    return Buffer.concat(this.chunks, Math.min(n, this.buffered)).subarray(0, n);
+  }
+}
+
+/** messageID and protocolOp tag of a PDU that ldapjs could not decode, so that we can still answer it. */
+export function peekEnvelope(pdu: Buffer): { messageId: number; opTag: number } | undefined {
+  let i = 1;
+  const lenByte = pdu[i++];
+  if (lenByte === undefined) return undefined;
+  if (lenByte & 0x80) i += lenByte & 0x7f;
+  if (pdu[i++] !== 0x02) return undefined; // INTEGER messageID
+  const idLen = pdu[i++];
+  if (idLen === undefined || idLen < 1 || idLen > 4) return undefined;
+  let id = 0;
+  for (let k = 0; k < idLen; k++) {
+    const b = pdu[i++];
+    if (b === undefined) return undefined;
+    id = id * 256 + b;
+  }
+  const opTag = pdu[i];
+  if (opTag === undefined || id > 0x7fffffff) return undefined;
+  return { messageId: id, opTag };
+}

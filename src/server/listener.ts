@@ -1,0 +1,100 @@
+// LDAP and LDAPS listeners: accept, enforce the connection cap, hand each socket to a Session,
+// and close gracefully (stop accepting, let in-flight operations finish, then end connections).
+import { readFileSync } from 'node:fs';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import { Session } from './connection';
+import { ResultCode, type Handlers, type OpObserver } from './types';
+
+export interface ListenerOptions<I> {
+  handlers: Handlers<I>;
+  observer: OpObserver;
+  log: Logger;
+  ldap?: string; // host:port
+  ldaps?: string;
+  tls?: { cert: string; key: string };
+  startTLS: boolean;
+  requireTLSForBind: boolean;
+  maxConnections: number;
+  idleTimeoutMs: number;
+  maxPduBytes: number;
+  maxOutstanding: number;
+}
+
+export function splitHostPort(hp: string): { host: string; port: number } {
+  const i = hp.lastIndexOf(':');
+  return { host: hp.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(hp.slice(i + 1)) };
+}
+
+export class LdapListeners<I> {
+  private readonly servers: Server[] = [];
+  private readonly sessions = new Set<Session<I>>();
+  private secureContext: SecureContext | undefined;
+  /** actual addresses once listening (port 0 resolves to an ephemeral port) */
+  readonly addresses: { ldap?: { host: string; port: number }; ldaps?: { host: string; port: number } } = {};
+
+  constructor(private readonly o: ListenerOptions<I>) {
+    if (o.tls) this.secureContext = createSecureContext({ cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key), minVersion: 'TLSv1.2' });
+  }
+
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  async listen(): Promise<void> {
+    if (this.o.ldap) {
+      const srv = createNetServer({ noDelay: true }, (s) => this.accept(s));
+      this.addresses.ldap = await this.start(srv, this.o.ldap);
+    }
+    if (this.o.ldaps) {
+      const ctx = this.secureContext as SecureContext;
+      const srv = createTlsServer({ secureContext: ctx, minVersion: 'TLSv1.2' }, (s) => this.accept(s));
+      srv.on('tlsClientError', (err) => this.o.log.debug({ err: err.message }, 'LDAPS handshake failed'));
+      this.addresses.ldaps = await this.start(srv, this.o.ldaps);
+    }
+  }
+
+  private start(srv: Server, hp: string): Promise<{ host: string; port: number }> {
+    const { host, port } = splitHostPort(hp);
+    this.servers.push(srv);
+    return new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(port, host, () => {
+        srv.removeListener('error', reject);
+        srv.on('error', (err) => this.o.log.error({ err: err.message }, 'listener error'));
+        const a = srv.address();
+        resolve({ host, port: typeof a === 'object' && a ? a.port : port });
+      });
+    });
+  }
+
+  private accept(socket: Socket): void {
+    socket.on('error', () => undefined); // a reset before the session attaches must not crash us
+    if (this.sessions.size >= this.o.maxConnections) {
+      this.o.observer.rejected('max_connections');
+      socket.destroy();
+      return;
+    }
+    const session = new Session<I>(socket, {
+      handlers: this.o.handlers,
+      observer: this.o.observer,
+      log: this.o.log,
+      maxPduBytes: this.o.maxPduBytes,
+      maxOutstanding: this.o.maxOutstanding,
+      idleTimeoutMs: this.o.idleTimeoutMs,
+      startTLS: this.o.startTLS ? this.secureContext : undefined,
+      requireTLSForBind: this.o.requireTLSForBind,
+    });
+    this.sessions.add(session);
+    socket.once('close', () => this.sessions.delete(session));
+  }
+
+  /** Stop accepting; wait (at most deadlineMs) for in-flight operations; then close every connection. */
+  async close(deadlineMs: number): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const until = Date.now() + deadlineMs;
+    while (Date.now() < until && [...this.sessions].some((s) => s.busy)) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.sessions) s.disconnect(ResultCode.unavailable, 'server shutting down');
+  }
+}
