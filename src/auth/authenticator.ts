@@ -1,0 +1,179 @@
+// The bind flow (ARCHITECTURE.md, "Bind"): empty password -> 49 before anything else; consumers from
+// config; every other name resolved to exactly one AD entry by a service search; then an upstream bind
+// as that DN on the bind pool; AD's reason decoded. One audit line per bind, never a password.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ConsumerConfig } from '../config/schema';
+import { isWithin, normalizeDN } from '../directory/dn';
+import { and, filterToString } from '../directory/filter';
+import type { AdEntry } from '../directory/mapping';
+import type { EntrySource, KindSource } from '../directory/search';
+import { guidToString } from '../directory/transforms';
+import type { VirtualTree } from '../directory/tree';
+import { ResultCode, type BindOp, type LdapResult, type SessionInfo } from '../server/types';
+import { classifyBindName, lookupTerm, type BindName } from './bind-name';
+import type { Identity } from './identity';
+import type { BindReason } from './reasons';
+
+export interface UpstreamBinder {
+  bind(dn: string, password: string): Promise<{ ok: true; dc: string } | { ok: false; reason: BindReason; diagnostic: string; dc?: string }>;
+}
+
+export interface AuthOptions {
+  tree: VirtualTree;
+  upstream: UpstreamBinder;
+  source: EntrySource;
+  usersSource: KindSource;
+  consumers: ConsumerConfig[];
+  domain?: string;
+  mail: boolean;
+  anonymous: 'rootdse' | 'deny' | 'allow';
+  diagnostics: 'reason' | 'raw' | 'none';
+  log: Logger;
+  observe: (result: 'success' | 'failure', reason: BindReason, seconds: number) => void;
+}
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+interface Outcome {
+  reason: BindReason;
+  identity?: Identity;
+  entry?: { dn: string; guid?: string };
+  consumer?: string;
+  dc?: string;
+  diagnostic?: string;
+}
+
+export class Authenticator {
+  private readonly consumers: Array<{ name: string; dn: string; norm: string; secret: Buffer }>;
+  private readonly usersBaseNorm: string;
+
+  constructor(private readonly o: AuthOptions) {
+    this.consumers = o.consumers.map((c) => ({ name: c.name, dn: c.bindDN, norm: normalizeDN(c.bindDN), secret: digest(c.password) }));
+    this.usersBaseNorm = normalizeDN(o.usersSource.base);
+  }
+
+  async bind(op: BindOp, session: SessionInfo<Identity>): Promise<{ result: LdapResult; identity?: Identity }> {
+    const t0 = process.hrtime.bigint();
+    const out = await this.decide(op);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const ok = out.reason === 'ok';
+    this.o.observe(ok ? 'success' : 'failure', out.reason, seconds);
+    this.o.log.info(
+      {
+        event: 'bind',
+        conn: session.id,
+        client: session.remoteAddress,
+        tls: session.tls,
+        name: op.name,
+        ...(out.consumer ? { consumer: out.consumer } : {}),
+        ...(out.entry ? { dn: out.entry.dn, guid: out.entry.guid } : {}),
+        result: ok ? 'success' : 'failure',
+        reason: out.reason,
+        ...(out.dc ? { dc: out.dc } : {}),
+        ms: Math.round(seconds * 1e4) / 10,
+      },
+      'bind',
+    );
+    if (ok) return { result: { code: ResultCode.success }, identity: out.identity };
+    return { result: { code: this.codeFor(out.reason), message: this.messageFor(out) } };
+  }
+
+  private codeFor(reason: BindReason): number {
+    if (reason === 'upstream_unavailable') return ResultCode.unavailable;
+    if (reason === 'upstream_error') return ResultCode.other;
+    if (reason === 'anonymous_denied') return ResultCode.inappropriateAuthentication;
+    return ResultCode.invalidCredentials;
+  }
+
+  private messageFor(out: Outcome): string {
+    switch (this.o.diagnostics) {
+      case 'none':
+        return '';
+      case 'raw':
+        return out.diagnostic ?? out.reason;
+      default:
+        return out.reason;
+    }
+  }
+
+  private async decide(op: BindOp): Promise<Outcome> {
+    if (op.name === '' && op.password === '') {
+      // anonymous: it never reaches AD; what an anonymous connection may read is decided per search
+      return this.o.anonymous === 'deny' ? { reason: 'anonymous_denied' } : { reason: 'ok' };
+    }
+    // RFC 4513 §5.1.2 unauthenticated bind: AD answers it with success. Never forwarded.
+    if (op.password === '') return { reason: 'empty_password' };
+
+    const consumer = this.consumerFor(op.name);
+    if (consumer) {
+      const ok = timingSafeEqual(digest(op.password), consumer.secret);
+      return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn } } : { reason: 'bad_credentials', consumer: consumer.name };
+    }
+
+    const name = classifyBindName(op.name, this.o.tree);
+    if (name.form === 'invalid') return { reason: 'invalid_name' };
+    if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return { reason: 'unknown_user' };
+
+    let found: AdEntry[];
+    try {
+      found = await this.resolve(name);
+    } catch (err) {
+      return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err) };
+    }
+    if (found.length === 0) return { reason: 'unknown_user' };
+    if (found.length > 1) return { reason: 'ambiguous_user' };
+    const ad = found[0] as AdEntry;
+    const username = String(ad.attrs.get('samaccountname')?.[0] ?? '');
+    const rawGuid = ad.attrs.get('objectguid')?.[0];
+    const guid = Buffer.isBuffer(rawGuid) ? guidToString(rawGuid) : undefined;
+    const entry = { dn: ad.dn, guid };
+    if (!username) return { reason: 'unknown_user', entry };
+
+    const r = await this.o.upstream.bind(ad.dn, op.password);
+    if (!r.ok) return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
+    return { reason: 'ok', entry, dc: r.dc, identity: { kind: 'user', dn: this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
+  }
+
+  private consumerFor(name: string) {
+    if (!name.includes('=')) return undefined;
+    let norm: string;
+    try {
+      norm = normalizeDN(name);
+    } catch {
+      return undefined;
+    }
+    return this.consumers.find((c) => c.norm === norm);
+  }
+
+  /** The AD entries a bind name denotes, within the users source (base and filter): at most two read. */
+  private async resolve(name: BindName): Promise<AdEntry[]> {
+    const cls = `(objectCategory=person)(objectClass=user)${this.o.usersSource.filter ?? ''}`;
+    const attributes = ['sAMAccountName', 'objectGUID'];
+    const out: AdEntry[] = [];
+    if (name.form === 'ad-dn') {
+      let norm: string;
+      try {
+        norm = normalizeDN(name.dn);
+      } catch {
+        return [];
+      }
+      if (!isWithin(norm, this.usersBaseNorm)) return [];
+      try {
+        for await (const page of this.o.source.search({ base: name.dn, scope: 'base', filter: `(&${cls})`, attributes })) out.push(...page);
+      } catch (err) {
+        if ((err as { code?: number }).code === ResultCode.noSuchObject) return [];
+        throw err;
+      }
+      return out;
+    }
+    const term = lookupTerm(name, { mail: this.o.mail });
+    if (!term) return [];
+    const filter = `(&${cls}${filterToString(and(term))})`;
+    for await (const page of this.o.source.search({ base: this.o.usersSource.base, scope: 'sub', filter, attributes })) {
+      out.push(...page);
+      if (out.length > 1) break;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,240 @@
+// A small pool of ldapts clients over an ordered list of domain controllers.
+// ldapts has no pool and a connect race (toolchain.md §8): a connection here is always opened by one
+// serial operation (the service bind, or an anonymous bind for the bind pool) before anyone shares it.
+//   shared:    service connections, bound once as the service account, multiplexed (least in-flight)
+//   exclusive: bind connections, leased to one user bind at a time (a bind changes the whole connection)
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import { Client, ResultCodeError } from 'ldapts';
+
+export interface DcOptions {
+  urls: string[];
+  startTLS: boolean;
+  tls: { ca?: string; verify: boolean; servername?: string };
+  connectMs: number;
+  operationMs: number;
+  idleMs: number;
+  failureBackoffMs: number;
+}
+
+export interface PoolOptions {
+  name: 'service' | 'bind';
+  size: number;
+  mode: 'shared' | 'exclusive';
+  /** the identity a new connection binds as before use; '' / '' = anonymous */
+  bindDN: string;
+  bindPassword: string;
+}
+
+export class UpstreamUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpstreamUnavailableError';
+  }
+}
+
+/** Per-DC health, shared by every pool over the same DCs (the circuit breaker). */
+export class DcSet {
+  readonly dcs: Array<{ url: string; downUntil: number; up: boolean; lastError?: string }>;
+  readonly tlsOptions: ConnectionOptions;
+
+  constructor(readonly opts: DcOptions) {
+    this.dcs = opts.urls.map((url) => ({ url, downUntil: 0, up: true }));
+    this.tlsOptions = {
+      rejectUnauthorized: opts.tls.verify,
+      ...(opts.tls.ca ? { ca: [readFileSync(opts.tls.ca)] } : {}),
+      ...(opts.tls.servername ? { servername: opts.tls.servername } : {}),
+    };
+  }
+
+  /** DCs to try, in configured order; those in back-off come last, so an all-down set still retries. */
+  candidates(now = Date.now()): string[] {
+    const ready = this.dcs.filter((d) => d.downUntil <= now);
+    const waiting = this.dcs.filter((d) => d.downUntil > now).sort((a, b) => a.downUntil - b.downUntil);
+    return [...ready, ...waiting.slice(0, ready.length ? 0 : 1)].map((d) => d.url);
+  }
+
+  markDown(url: string, err: unknown): void {
+    const dc = this.dcs.find((d) => d.url === url);
+    if (!dc) return;
+    dc.up = false;
+    dc.downUntil = Date.now() + this.opts.failureBackoffMs;
+    dc.lastError = err instanceof Error ? err.message : String(err);
+  }
+
+  markUp(url: string): void {
+    const dc = this.dcs.find((d) => d.url === url);
+    if (dc) {
+      dc.up = true;
+      dc.downUntil = 0;
+    }
+  }
+}
+
+export class PooledConnection {
+  inFlight = 0;
+  lastUsed = Date.now();
+  broken = false;
+  constructor(
+    readonly client: Client,
+    readonly url: string,
+  ) {}
+}
+
+/** A connection-level failure (socket, TLS, timeout), as opposed to an LDAP result code from the DC. */
+export function isConnectionError(err: unknown): boolean {
+  return !(err instanceof ResultCodeError);
+}
+
+export class Pool {
+  private readonly conns = new Set<PooledConnection>();
+  private readonly idle: PooledConnection[] = []; // exclusive mode only
+  private readonly waiters: Array<(c: PooledConnection | Error) => void> = [];
+  private opening = 0;
+  private readonly reaper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly dcs: DcSet,
+    readonly opts: PoolOptions,
+  ) {
+    // retire idle connections before AD's MaxConnIdleTime (900 s) cuts them under us
+    this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(1000, dcs.opts.idleMs / 4)));
+    this.reaper.unref();
+  }
+
+  stats(): { size: number; inUse: number; idle: number; waiting: number } {
+    let inUse = 0;
+    for (const c of this.conns) if (c.inFlight > 0) inUse++;
+    return { size: this.conns.size, inUse, idle: this.conns.size - inUse, waiting: this.waiters.length };
+  }
+
+  /** Run fn on a pooled connection. A connection-level error discards the connection and is rethrown. */
+  async use<T>(fn: (c: PooledConnection) => Promise<T>): Promise<T> {
+    const c = await this.acquire();
+    try {
+      const r = await fn(c);
+      this.release(c);
+      return r;
+    } catch (err) {
+      this.release(c, err);
+      throw err;
+    }
+  }
+
+  /** Lease a connection; every acquire is paired with one release (pass the error if the work failed). */
+  async acquire(): Promise<PooledConnection> {
+    if (this.closed) throw new UpstreamUnavailableError('upstream pool is closed');
+    if (this.opts.mode === 'shared') {
+      let best: PooledConnection | undefined;
+      for (const c of this.conns) if (!c.broken && c.client.isConnected && (!best || c.inFlight < best.inFlight)) best = c;
+      if (best && (best.inFlight === 0 || this.conns.size + this.opening >= this.opts.size)) {
+        best.inFlight++;
+        return best;
+      }
+      const c = await this.open();
+      c.inFlight++;
+      return c;
+    }
+    while (this.idle.length > 0) {
+      const c = this.idle.pop() as PooledConnection;
+      if (!c.broken && c.client.isConnected) {
+        c.inFlight++;
+        return c;
+      }
+      this.discard(c);
+    }
+    if (this.conns.size + this.opening < this.opts.size) {
+      const c = await this.open();
+      c.inFlight++;
+      return c;
+    }
+    const c = await new Promise<PooledConnection>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new UpstreamUnavailableError(`no ${this.opts.name} connection free within ${this.dcs.opts.operationMs} ms`));
+      }, this.dcs.opts.operationMs);
+      const waiter = (r: PooledConnection | Error) => {
+        clearTimeout(timer);
+        if (r instanceof Error) reject(r);
+        else resolve(r);
+      };
+      this.waiters.push(waiter);
+    });
+    c.inFlight++;
+    return c;
+  }
+
+  release(c: PooledConnection, err?: unknown): void {
+    if (err !== undefined && isConnectionError(err)) this.discard(c);
+    c.inFlight--;
+    c.lastUsed = Date.now();
+    if (this.opts.mode === 'shared' || c.broken) return;
+    const w = this.waiters.shift();
+    if (w) w(c);
+    else this.idle.push(c);
+  }
+
+  private discard(c: PooledConnection): void {
+    c.broken = true;
+    if (this.conns.delete(c)) void c.client.unbind().catch(() => undefined);
+    const i = this.idle.indexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+    // a waiter may now open a fresh connection in the freed slot
+    const w = this.waiters.shift();
+    if (w) this.open().then(w, w);
+  }
+
+  /** Open a connection on the first DC that answers; each failure puts that DC into back-off. */
+  private async open(): Promise<PooledConnection> {
+    this.opening++;
+    try {
+      let lastErr: unknown;
+      for (const url of this.dcs.candidates()) {
+        const client = new Client({
+          url,
+          timeout: this.dcs.opts.operationMs,
+          connectTimeout: this.dcs.opts.connectMs,
+          // ldapts wraps the socket in TLS whenever tlsOptions is set, even for ldap://
+          ...(url.toLowerCase().startsWith('ldaps://') ? { tlsOptions: this.dcs.tlsOptions } : {}),
+          strictDN: false,
+        });
+        try {
+          if (this.dcs.opts.startTLS && url.toLowerCase().startsWith('ldap://')) await client.startTLS(this.dcs.tlsOptions);
+          await client.bind(this.opts.bindDN, this.opts.bindPassword);
+          this.dcs.markUp(url);
+          const c = new PooledConnection(client, url);
+          this.conns.add(c);
+          return c;
+        } catch (err) {
+          lastErr = err;
+          void client.unbind().catch(() => undefined);
+          // a refused service bind is a configuration problem, not a dead DC: report it as it is
+          if (!isConnectionError(err)) throw err;
+          this.dcs.markDown(url, err);
+        }
+      }
+      const msg = lastErr instanceof Error ? lastErr.message : 'no domain controller configured';
+      throw new UpstreamUnavailableError(`no domain controller reachable: ${msg}`);
+    } finally {
+      this.opening--;
+    }
+  }
+
+  private reap(): void {
+    const cutoff = Date.now() - this.dcs.opts.idleMs;
+    for (const c of [...this.conns]) {
+      if (c.inFlight === 0 && (c.lastUsed < cutoff || !c.client.isConnected)) this.discard(c);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.reaper);
+    for (const w of this.waiters.splice(0)) w(new UpstreamUnavailableError('upstream pool is closed'));
+    await Promise.all([...this.conns].map((c) => c.client.unbind().catch(() => undefined)));
+    this.conns.clear();
+    this.idle.length = 0;
+  }
+}

@@ -1,0 +1,147 @@
+// The gateway's one door to the directory servers: service searches (paged, references dropped) and
+// user binds, each on its own pool. Everything ldapts-shaped stays in this folder.
+import { InvalidCredentialsError, ResultCodeError, type Entry } from 'ldapts';
+import type { UpstreamConfig } from '../config/schema';
+import type { AdEntry, AdValue } from '../directory/mapping';
+import type { BindReason } from '../auth/reasons';
+import { decodeBindFailure } from './ad-errors';
+import { DcSet, Pool, UpstreamUnavailableError, type PooledConnection } from './pool';
+
+/** Binary attributes: ldapts would otherwise decode them as (broken) UTF-8. */
+const BINARY_ATTRIBUTES = ['objectGUID', 'objectSid', 'thumbnailPhoto', 'jpegPhoto'];
+
+export interface UpstreamQuery {
+  base: string;
+  scope: 'base' | 'one' | 'sub';
+  filter: string;
+  attributes: string[];
+  pageSize?: number;
+}
+
+export type UpstreamBindResult =
+  | { ok: true; dc: string; ms: number }
+  | { ok: false; reason: BindReason; diagnostic: string; dc?: string; ms: number };
+
+export interface UpstreamTiming {
+  (op: 'search' | 'bind', dc: string, seconds: number, ok: boolean): void;
+}
+
+function toAdEntry(e: Entry): AdEntry {
+  const attrs = new Map<string, AdValue[]>();
+  for (const [k, v] of Object.entries(e)) {
+    if (k === 'dn') continue;
+    const values: AdValue[] = Array.isArray(v) ? v : [v];
+    if (values.length > 0) attrs.set(k.toLowerCase(), values);
+  }
+  return { dn: e.dn, attrs };
+}
+
+export class Upstream {
+  readonly dcs: DcSet;
+  readonly service: Pool;
+  readonly binds: Pool;
+  private readonly pageSize: number;
+
+  constructor(
+    cfg: UpstreamConfig,
+    private readonly timing: UpstreamTiming = () => undefined,
+  ) {
+    this.dcs = new DcSet({
+      urls: cfg.urls,
+      startTLS: cfg.startTLS,
+      tls: cfg.tls,
+      connectMs: cfg.timeouts.connectMs,
+      operationMs: cfg.timeouts.operationMs,
+      idleMs: cfg.timeouts.idleMs,
+      failureBackoffMs: cfg.failureBackoffMs,
+    });
+    this.service = new Pool(this.dcs, { name: 'service', size: cfg.pool.service, mode: 'shared', bindDN: cfg.bind.dn, bindPassword: cfg.bind.password });
+    this.binds = new Pool(this.dcs, { name: 'bind', size: cfg.pool.bind, mode: 'exclusive', bindDN: '', bindPassword: '' });
+    this.pageSize = cfg.pageSize;
+  }
+
+  /**
+   * Page by page (at most pageSize entries in memory), continuation references dropped.
+   * Always paged: Windows AD caps unpaged results at MaxPageSize (1000) with sizeLimitExceeded.
+   */
+  async *search(q: UpstreamQuery): AsyncGenerator<AdEntry[]> {
+    const opts = {
+      scope: q.scope,
+      filter: q.filter,
+      attributes: q.attributes,
+      explicitBufferAttributes: BINARY_ATTRIBUTES,
+      paged: { pageSize: Math.min(q.pageSize ?? this.pageSize, this.pageSize) },
+    };
+    // a base-scope read needs no paging; a paged control on it is harmless but costs a round trip
+    if (q.scope === 'base') {
+      const t0 = process.hrtime.bigint();
+      const res = await this.service.use(async (c) => this.timed('search', c, t0, () => c.client.search(q.base, { ...opts, paged: false })));
+      yield res.searchEntries.map(toAdEntry);
+      return;
+    }
+    const conn = await this.service.acquire();
+    const t0 = process.hrtime.bigint();
+    let failure: unknown;
+    try {
+      for await (const page of conn.client.searchPaginated(q.base, opts)) {
+        yield page.searchEntries.map(toAdEntry);
+      }
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      this.timing('search', conn.url, Number(process.hrtime.bigint() - t0) / 1e9, failure === undefined || failure instanceof ResultCodeError);
+      this.service.release(conn, failure);
+    }
+  }
+
+  /** Bind as a user on a dedicated connection; AD's `data XXX` decoded into a reason. */
+  async bind(dn: string, password: string): Promise<UpstreamBindResult> {
+    const t0 = process.hrtime.bigint();
+    const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
+    let dc: string | undefined;
+    try {
+      await this.binds.use(async (c) => {
+        dc = c.url;
+        await this.timed('bind', c, t0, () => c.client.bind(dn, password));
+      });
+      return { ok: true, dc: dc as string, ms: ms() };
+    } catch (err) {
+      if (err instanceof InvalidCredentialsError) {
+        return { ok: false, reason: decodeBindFailure(err.message), diagnostic: err.message, dc, ms: ms() };
+      }
+      if (err instanceof UpstreamUnavailableError) return { ok: false, reason: 'upstream_unavailable', diagnostic: err.message, dc, ms: ms() };
+      const diagnostic = err instanceof Error ? err.message : String(err);
+      return { ok: false, reason: 'upstream_error', diagnostic, dc, ms: ms() };
+    }
+  }
+
+  /** Readiness: can at least one DC take the service bind (a pooled connection proves it). */
+  async ready(): Promise<boolean> {
+    try {
+      await this.service.use(async (c) => {
+        await c.client.search('', { scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] });
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.service.close(), this.binds.close()]);
+  }
+
+  private async timed<T>(op: 'search' | 'bind', c: PooledConnection, t0: bigint, fn: () => Promise<T>): Promise<T> {
+    try {
+      const r = await fn();
+      this.timing(op, c.url, Number(process.hrtime.bigint() - t0) / 1e9, true);
+      return r;
+    } catch (err) {
+      // a refused bind is an answer from a healthy DC
+      this.timing(op, c.url, Number(process.hrtime.bigint() - t0) / 1e9, err instanceof ResultCodeError);
+      throw err;
+    }
+  }
+
+}
