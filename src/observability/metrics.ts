@@ -1,0 +1,53 @@
+// Prometheus metrics (prom-client), named by the conventions: ldap_gateway_ prefix, base units,
+// _total on counters, low-cardinality labels only (never a user name or DN).
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { OpObserver } from '../server/types';
+import type { BindReason } from '../auth/reasons';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** LDAP result code -> a stable label value */
+const RESULT_NAMES: Record<number, string> = {
+  0: 'success', 1: 'operationsError', 2: 'protocolError', 3: 'timeLimitExceeded', 4: 'sizeLimitExceeded',
+  7: 'authMethodNotSupported', 12: 'unavailableCriticalExtension', 13: 'confidentialityRequired',
+  32: 'noSuchObject', 34: 'invalidDNSyntax', 48: 'inappropriateAuthentication', 49: 'invalidCredentials',
+  50: 'insufficientAccessRights', 51: 'busy', 52: 'unavailable', 53: 'unwillingToPerform', 80: 'other',
+};
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly operations = new Counter({ name: 'ldap_gateway_operations_total', help: 'LDAP operations answered, by type and result code name', labelNames: ['op', 'result'] as const, registers: [this.registry] });
+  readonly operationDuration = new Histogram({ name: 'ldap_gateway_operation_duration_seconds', help: 'Time from request to final response, by operation', labelNames: ['op'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly binds = new Counter({ name: 'ldap_gateway_binds_total', help: 'Bind attempts by result and reason', labelNames: ['result', 'reason'] as const, registers: [this.registry] });
+  readonly connections = new Gauge({ name: 'ldap_gateway_client_connections', help: 'Open client connections', labelNames: ['tls'] as const, registers: [this.registry] });
+  readonly rejected = new Counter({ name: 'ldap_gateway_rejected_total', help: 'Connections or requests refused by a limit or as malformed', labelNames: ['reason'] as const, registers: [this.registry] });
+  readonly upstreamDuration = new Histogram({ name: 'ldap_gateway_upstream_duration_seconds', help: 'Upstream operation latency, by operation and domain controller', labelNames: ['op', 'dc', 'outcome'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    this.connections.set({ tls: 'true' }, 0);
+    this.connections.set({ tls: 'false' }, 0);
+  }
+
+  readonly observer: OpObserver = {
+    op: (op, code, seconds) => {
+      this.operations.inc({ op, result: RESULT_NAMES[code] ?? String(code) });
+      this.operationDuration.observe({ op }, seconds);
+    },
+    connection: (delta, tls) => this.connections.inc({ tls: String(tls) }, delta),
+    rejected: (reason) => this.rejected.inc({ reason }),
+  };
+
+  bind(result: 'success' | 'failure', reason: BindReason): void {
+    this.binds.inc({ result, reason });
+  }
+
+  upstream(op: 'search' | 'bind', dc: string, seconds: number, ok: boolean): void {
+    this.upstreamDuration.observe({ op, dc, outcome: ok ? 'ok' : 'error' }, seconds);
+  }
+
+  /** Gauges read at scrape time (pools, DC health) */
+  gauge(name: string, help: string, labelNames: string[], collect: (g: Gauge<string>) => void): void {
+    new Gauge({ name, help, labelNames, registers: [this.registry], collect() { collect(this); } });
+  }
+}
