@@ -5,7 +5,8 @@ import { Authenticator } from './auth/authenticator';
 import type { Identity } from './auth/identity';
 import { upstreamSchema, type Config, type UpstreamConfig } from './config/schema';
 import { startDemoDirectory, type DemoDirectory } from './demo/directory';
-import { Mapper, defguardProfile } from './directory/mapping';
+import { flavors } from './directory/flavors';
+import { Mapper } from './directory/mapping';
 import { DirectorySearch, type KindSource } from './directory/search';
 import { normalizeDN } from './directory/dn';
 import { VirtualTree } from './directory/tree';
@@ -53,8 +54,9 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   const tree = new VirtualTree(cfg.directory.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn);
   const groupsBase = cfg.directory.groups.source.base ?? upCfg.baseDN;
   const ctx = { groupsDN: tree.groupsDN, groupsSourceNorm: normalizeDN(groupsBase) };
-  const users = new Mapper(defguardProfile.users, 'uid', ctx);
-  const groups = new Mapper(defguardProfile.groups, 'cn', ctx);
+  const flavor = flavors[upCfg.flavor];
+  const users = new Mapper(flavor.profile.users, 'uid', ctx);
+  const groups = new Mapper(flavor.profile.groups, 'cn', ctx);
   const usersSource: KindSource = { base: cfg.directory.users.source.base ?? upCfg.baseDN, filter: cfg.directory.users.source.filter };
   const groupsSource: KindSource = { base: groupsBase, filter: cfg.directory.groups.source.filter };
   const source = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };
@@ -62,6 +64,8 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   const tlsOn = Boolean(cfg.listen.tls);
   const directory = new DirectorySearch({
     tree,
+    userClass: flavor.userClass,
+    groupClass: flavor.groupClass,
     users,
     groups,
     usersSource,
@@ -83,6 +87,9 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     upstream,
     source,
     usersSource,
+    userClass: flavor.userClass,
+    keyAttr: users.dnSource,
+    upnAttr: flavor.upnAttr,
     consumers: cfg.consumers,
     domain: upCfg.domain,
     mail: cfg.directory.bindNames.mail,

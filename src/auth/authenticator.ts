@@ -24,6 +24,10 @@ export interface AuthOptions {
   upstream: UpstreamBinder;
   source: EntrySource;
   usersSource: KindSource;
+  /** filter fragment selecting user entries, the naming attribute, the attribute `name@suffix` is looked up by */
+  userClass: string;
+  keyAttr: string;
+  upnAttr: string;
   consumers: ConsumerConfig[];
   domain?: string;
   mail: boolean;
@@ -124,7 +128,7 @@ export class Authenticator {
     if (found.length === 0) return { reason: 'unknown_user' };
     if (found.length > 1) return { reason: 'ambiguous_user' };
     const ad = found[0] as AdEntry;
-    const username = String(ad.attrs.get('samaccountname')?.[0] ?? '');
+    const username = String(ad.attrs.get(this.o.keyAttr.toLowerCase())?.[0] ?? '');
     const rawGuid = ad.attrs.get('objectguid')?.[0];
     const guid = Buffer.isBuffer(rawGuid) ? guidToString(rawGuid) : undefined;
     const entry = { dn: ad.dn, guid };
@@ -148,8 +152,8 @@ export class Authenticator {
 
   /** The AD entries a bind name denotes, within the users source (base and filter): at most two read. */
   private async resolve(name: BindName): Promise<AdEntry[]> {
-    const cls = `(objectCategory=person)(objectClass=user)${this.o.usersSource.filter ?? ''}`;
-    const attributes = ['sAMAccountName', 'objectGUID'];
+    const cls = `${this.o.userClass}${this.o.usersSource.filter ?? ''}`;
+    const attributes = [this.o.keyAttr, 'objectGUID'];
     const out: AdEntry[] = [];
     if (name.form === 'ad-dn') {
       let norm: string;
@@ -167,7 +171,7 @@ export class Authenticator {
       }
       return out;
     }
-    const term = lookupTerm(name, { mail: this.o.mail });
+    const term = lookupTerm(name, { key: this.o.keyAttr, upn: this.o.upnAttr, mail: this.o.mail });
     if (!term) return [];
     const filter = `(&${cls}${filterToString(and(term))})`;
     for await (const page of this.o.source.search({ base: this.o.usersSource.base, scope: 'sub', filter, attributes })) {

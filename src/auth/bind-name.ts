@@ -32,15 +32,15 @@ export function classifyBindName(name: string, tree: VirtualTree): BindName {
   return { form: 'username', username: n };
 }
 
-/** The AD filter term that finds the entry for a bind name (values are escaped when the filter is encoded). */
-export function lookupTerm(b: BindName, opts: { mail: boolean }): FilterNode | undefined {
+/** The filter term that finds the entry for a bind name (values are escaped when the filter is encoded). */
+export function lookupTerm(b: BindName, attrs: { key: string; upn: string; mail: boolean }): FilterNode | undefined {
   switch (b.form) {
     case 'virtual-dn':
     case 'down-level':
     case 'username':
-      return eq('sAMAccountName', b.username);
+      return eq(attrs.key, b.username);
     case 'upn':
-      return opts.mail ? or(eq('userPrincipalName', b.upn), eq('mail', b.upn)) : eq('userPrincipalName', b.upn);
+      return attrs.mail && attrs.upn !== 'mail' ? or(eq(attrs.upn, b.upn), eq('mail', b.upn)) : eq(attrs.upn, b.upn);
     default:
       return undefined;
   }

@@ -1,7 +1,7 @@
 // Loading: YAML text -> secret references resolved -> schema-validated Config.
 // Every problem is reported as `path: message`, with the path written as the user wrote the YAML
 // (`upstream.urls[1]`). Values are never echoed: a field may hold a secret.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -28,19 +28,20 @@ export function formatPath(path: Path): string {
 const REF = /\$\{(env|file):([^}]*)\}/g;
 
 /** Replace `${env:NAME}` and `${file:PATH}` in every string value; a missing one is a problem, never ''. */
-function resolveRefs(value: unknown, path: PropertyKey[], baseDir: string, env: NodeJS.ProcessEnv, problems: string[]): unknown {
+function resolveRefs(value: unknown, path: PropertyKey[], baseDir: string, env: NodeJS.ProcessEnv, problems: Map<string, string>): unknown {
   if (typeof value === 'string') {
     return value.replace(REF, (_m, kind: string, ref: string) => {
+      const where = formatPath(path);
       if (kind === 'env') {
         const v = env[ref];
-        if (v === undefined) problems.push(`${formatPath(path)}: environment variable ${ref} is not set`);
+        if (v === undefined) problems.set(where, `${where}: environment variable ${ref} is not set`);
         return v ?? '';
       }
       const file = isAbsolute(ref) ? ref : resolve(baseDir, ref);
       try {
         return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
       } catch (err) {
-        problems.push(`${formatPath(path)}: cannot read secret file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        problems.set(where, `${where}: cannot read secret file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
         return '';
       }
     });
@@ -72,12 +73,24 @@ export function parseConfig(text: string, baseDir: string, env: NodeJS.ProcessEn
     throw new ConfigError(doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   }
   const raw: unknown = doc.toJS() ?? {};
-  const problems: string[] = [];
-  const resolved = resolveRefs(raw, [], baseDir, env, problems);
+  const refProblems = new Map<string, string>();
+  const resolved = resolveRefs(raw, [], baseDir, env, refProblems);
+  const problems = [...refProblems.values()];
   const parsed = configSchema.safeParse(resolved);
-  if (!parsed.success) problems.push(...parsed.error.issues.flatMap(describeIssue));
+  // a field whose reference did not resolve has been reported once already
+  if (!parsed.success) problems.push(...parsed.error.issues.filter((i) => !refProblems.has(formatPath(i.path))).flatMap(describeIssue));
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
-  return resolvePaths(parsed.data, baseDir);
+  const cfg = resolvePaths(parsed.data, baseDir);
+  const files: Array<[string, string | undefined]> = [
+    ['listen.tls.cert', cfg.listen.tls?.cert],
+    ['listen.tls.key', cfg.listen.tls?.key],
+    ['upstream.tls.ca', cfg.upstream?.tls.ca],
+  ];
+  for (const [where, file] of files) {
+    if (file && !existsSync(file)) problems.push(`${where}: file ${file} does not exist`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return cfg;
 }
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {

@@ -34,6 +34,8 @@ const listen = z
   });
 
 export const upstreamSchema = z.strictObject({
+  // what kind of directory is upstream: Active Directory, or an inetOrgPerson tree such as OpenLDAP
+  flavor: z.enum(['ad', 'openldap']).default('ad'),
   urls: z.array(ldapUrl).min(1),
   startTLS: z.boolean().default(false),
   tls: z

@@ -31,6 +31,8 @@ export interface SearchScope {
 
 export interface DirectoryOptions {
   tree: VirtualTree;
+  userClass: string; // filter fragments selecting user and group entries upstream
+  groupClass: string;
   users: Mapper;
   groups: Mapper;
   usersSource: KindSource;
@@ -141,8 +143,8 @@ export class DirectorySearch {
     }
 
     const kinds: Array<{ mapper: Mapper; source: KindSource; key?: string; classFilter: string; keyAttr: string; dn: (k: string) => string; only?: string }> = [];
-    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, key: plan.users.key, classFilter: '(objectCategory=person)(objectClass=user)', keyAttr: this.o.users.dnSource, dn: (k) => this.o.tree.userDN(k), only: scope.onlyUser });
-    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, key: plan.groups.key, classFilter: '(objectClass=group)', keyAttr: this.o.groups.dnSource, dn: (k) => this.o.tree.groupDN(k) });
+    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, key: plan.users.key, classFilter: this.o.userClass, keyAttr: this.o.users.dnSource, dn: (k) => this.o.tree.userDN(k), only: scope.onlyUser });
+    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, key: plan.groups.key, classFilter: this.o.groupClass, keyAttr: this.o.groups.dnSource, dn: (k) => this.o.tree.groupDN(k) });
 
     for (const k of kinds) {
       const terms: FilterNode[] = [k.mapper.rewrite(op.filter)];

@@ -31,11 +31,15 @@ export class LdapListeners<I> {
   private readonly servers: Server[] = [];
   private readonly sessions = new Set<Session<I>>();
   private secureContext: SecureContext | undefined;
+  private readonly tlsFiles: { cert: Buffer; key: Buffer } | undefined;
   /** actual addresses once listening (port 0 resolves to an ephemeral port) */
   readonly addresses: { ldap?: { host: string; port: number }; ldaps?: { host: string; port: number } } = {};
 
   constructor(private readonly o: ListenerOptions<I>) {
-    if (o.tls) this.secureContext = createSecureContext({ cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key), minVersion: 'TLSv1.2' });
+    if (o.tls) {
+      this.tlsFiles = { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) };
+      this.secureContext = createSecureContext({ ...this.tlsFiles, minVersion: 'TLSv1.2' });
+    }
   }
 
   get connectionCount(): number {
@@ -48,8 +52,7 @@ export class LdapListeners<I> {
       this.addresses.ldap = await this.start(srv, this.o.ldap);
     }
     if (this.o.ldaps) {
-      const ctx = this.secureContext as SecureContext;
-      const srv = createTlsServer({ secureContext: ctx, minVersion: 'TLSv1.2' }, (s) => this.accept(s));
+      const srv = createTlsServer({ ...this.tlsFiles, minVersion: 'TLSv1.2' }, (s) => this.accept(s));
       srv.on('tlsClientError', (err) => this.o.log.debug({ err: err.message }, 'LDAPS handshake failed'));
       this.addresses.ldaps = await this.start(srv, this.o.ldaps);
     }
