@@ -147,21 +147,27 @@ export class DirectorySearch {
     if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, key: plan.groups.key, classFilter: this.o.groupClass, keyAttr: this.o.groups.dnSource, dn: (k) => this.o.tree.groupDN(k) });
 
     for (const k of kinds) {
-      const terms: FilterNode[] = [k.mapper.rewrite(op.filter)];
-      if (k.key !== undefined) terms.push(eq(k.keyAttr, k.key));
-      if (k.only !== undefined) terms.push(eq(k.keyAttr, k.only));
-      const rewritten = simplify(and(...terms));
-      if (rewritten.type === 'false') continue;
-      const clientPart = rewritten.type === 'true' ? '' : filterToString(rewritten);
-      const filter = `(&${k.classFilter}${k.source.filter ?? ''}${clientPart})`;
+      const scoped: FilterNode[] = [];
+      if (k.key !== undefined) scoped.push(eq(k.keyAttr, k.key));
+      if (k.only !== undefined) scoped.push(eq(k.keyAttr, k.only));
+      const rewritten = simplify(and(k.mapper.rewrite(op.filter), ...scoped));
+      const query = (f: FilterNode) => `(&${k.classFilter}${k.source.filter ?? ''}${f.type === 'true' ? '' : filterToString(f)})`;
       try {
-        for await (const page of this.o.source.search({ base: k.source.base, scope: 'sub', filter, attributes: k.mapper.sourceAttributes(sel) })) {
-          for (const ad of page) {
-            const key = k.mapper.keyOf(ad);
-            if (key === undefined) continue;
-            const stop = await emit({ dn: k.dn(key), attributes: k.mapper.mapAttributes(ad, sel) });
-            if (stop) return done(stop);
+        let found = 0;
+        if (rewritten.type !== 'false') {
+          for await (const page of this.o.source.search({ base: k.source.base, scope: 'sub', filter: query(rewritten), attributes: k.mapper.sourceAttributes(sel) })) {
+            for (const ad of page) {
+              const key = k.mapper.keyOf(ad);
+              if (key === undefined) continue;
+              found++;
+              const stop = await emit({ dn: k.dn(key), attributes: k.mapper.mapAttributes(ad, sel) });
+              if (stop) return done(stop);
+            }
           }
+        }
+        // a search based at one user or group that does not exist (or is not visible) is noSuchObject
+        if (found === 0 && k.key !== undefined && !(await this.exists(k, query(simplify(and(...scoped)))))) {
+          return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
         }
       } catch (err) {
         if (sink.signal.aborted) throw err;
@@ -172,5 +178,10 @@ export class DirectorySearch {
       }
     }
     return done(ResultCode.success);
+  }
+
+  private async exists(k: { source: KindSource }, filter: string): Promise<boolean> {
+    for await (const page of this.o.source.search({ base: k.source.base, scope: 'sub', filter, attributes: ['1.1'] })) if (page.length > 0) return true;
+    return false;
   }
 }

@@ -1,0 +1,80 @@
+// Test helpers: the test beds' settings (from test/testbed/with-servers.sh) and in-process gateways
+// whose logs are captured, so that tests can assert on them (and search them for secrets).
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { startGateway, type Gateway } from '../../src/app';
+import { parseConfig } from '../../src/config/load';
+import { createLogger } from '../../src/observability/logger';
+
+export const ROOT = join(__dirname, '..', '..');
+
+/** A test-bed variable. Missing means the suite was not started through `npm test`: that fails, never skips. */
+export function bedEnv(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run the suite with 'npm test' (test/testbed/with-servers.sh starts Samba AD and OpenLDAP)`);
+  return v;
+}
+
+export const CONSUMER_PASSWORD = 'consumer-Secret-7731';
+export const CONSUMER_DN = 'cn=defguard,dc=vpn,dc=example,dc=test';
+
+/** Every password and secret the tests use; logs must contain none of them. */
+export function allSecrets(): string[] {
+  return [bedEnv('SAMBA_AD_USER_PASS'), bedEnv('SAMBA_AD_ADMIN_PASS'), bedEnv('OPENLDAP_USER_PASS'), CONSUMER_PASSWORD, 'Wrong-Passw0rd!', 'demo-password'];
+}
+
+export interface TestGateway {
+  gw: Gateway;
+  url: string;
+  ldapsUrl?: string;
+  httpUrl?: string;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/** Start a gateway from YAML text (paths relative to config/examples), listening on ephemeral ports. */
+export async function startFromYaml(yaml: string, env: NodeJS.ProcessEnv = process.env): Promise<TestGateway> {
+  const cfg = parseConfig(yaml, join(ROOT, 'config', 'examples'), env);
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const log = createLogger({ level: 'debug', pretty: false }, sink);
+  const gw = await startGateway(cfg, log);
+  return {
+    gw,
+    url: `ldap://127.0.0.1:${gw.ldapPort}`,
+    ldapsUrl: gw.ldapsPort ? `ldaps://127.0.0.1:${gw.ldapsPort}` : undefined,
+    httpUrl: gw.httpPort ? `http://127.0.0.1:${gw.httpPort}` : undefined,
+    logs,
+    stop: () => gw.stop(2000),
+  };
+}
+
+/** config/examples/samba-ad.yaml as shipped, moved to ephemeral ports (tests run in parallel). */
+export function sambaExampleYaml(extra = ''): string {
+  const text = readFileSync(join(ROOT, 'config', 'examples', 'samba-ad.yaml'), 'utf8')
+    .replace('127.0.0.1:1389', '127.0.0.1:0')
+    .replace('127.0.0.1:1636', '127.0.0.1:0')
+    .replace('127.0.0.1:9090', '127.0.0.1:0');
+  return text + extra;
+}
+
+export function sambaEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD };
+}
+
+/** Run a command (OpenLDAP's CLI tools), resolving with its exit code and output. */
+export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
