@@ -1,0 +1,121 @@
+// The command line as a user meets it: flags, --check-config, the README's demo (config/default.yaml
+// on 127.0.0.1:1389 / 9090), the Samba example config unchanged on its real ports, and SIGTERM.
+// These are the only tests on fixed ports; they run one after another in this file.
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { allSecrets, bedEnv, CONSUMER_PASSWORD, ROOT, run } from '../helpers/gateway';
+
+const BIN = join(ROOT, 'bin', 'ldap-gateway.js');
+const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) => run(process.execPath, [BIN, ...args], env);
+
+t.test('--version, --help, and unknown flags', async (t) => {
+  const v = await cli(['--version']);
+  t.equal(v.code, 0);
+  t.equal(v.stdout.trim(), `ldap-gateway ${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}`);
+  const h = await cli(['--help']);
+  t.equal(h.code, 0);
+  t.match(h.stdout, /--check-config FILE/);
+  const bad = await cli(['--bogus']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /Unknown option '--bogus'[\s\S]*usage: ldap-gateway/);
+  t.equal((await cli([])).code, 2, 'no --config');
+  t.equal((await cli(['--config', '/nonexistent/file.yaml'])).code, 1);
+});
+
+t.test('--check-config: the Samba example is valid with the test bed variables; mistakes are named', async (t) => {
+  const env = { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD };
+  const ok = await cli(['--check-config', join(ROOT, 'config', 'examples', 'samba-ad.yaml')], env);
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /configuration is valid/);
+  const missing = await cli(['--check-config', join(ROOT, 'config', 'examples', 'samba-ad.yaml')], { PATH: process.env.PATH });
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /upstream\.urls\[0\]: environment variable SAMBA_AD_LDAPS_URL is not set/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'gw-cli-'));
+  const file = join(dir, 'bad.yaml');
+  const text = readFileSync(join(ROOT, 'config', 'examples', 'samba-ad.yaml'), 'utf8')
+    .replace('upstream:\n', 'upstrem: {}\nupstream:\n')
+    .replace('    - ${env:SAMBA_AD_LDAPS_URL}', '    - ${env:SAMBA_AD_LDAPS_URL}\n    - https://dc2.example.test');
+  writeFileSync(file, text);
+  const bad = await cli(['--check-config', file], env);
+  t.equal(bad.code, 1);
+  t.same(bad.stderr.trim().split('\n').sort(), ["unknown key 'upstrem'", 'upstream.urls[1]: must be an ldap:// or ldaps:// URL']);
+  for (const s of allSecrets()) t.notOk(bad.stderr.includes(s) || ok.stdout.includes(s), 'no secret echoed');
+});
+
+/** Start the CLI; resolve once it logs that it listens. */
+function startCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; out: string[] }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: string[] = [];
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out.join('')}`)), 15_000);
+    const onData = (d: Buffer) => {
+      out.push(d.toString());
+      if (out.join('').includes('ldap-gateway listening')) {
+        clearTimeout(timer);
+        resolve({ child, out });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (d: Buffer) => out.push(d.toString()));
+    child.on('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${out.join('')}`)));
+  });
+}
+
+function stopCli(child: ChildProcess): Promise<{ code: number | null; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    child.removeAllListeners('exit');
+    child.on('exit', (code) => resolve({ code, ms: Date.now() - t0 }));
+    child.kill('SIGTERM');
+  });
+}
+
+t.test("the README's demo: npm start's command, the documented ldapsearch, the documented output", async (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const command = /^ldapsearch -x -LLL -H ldap:\/\/127\.0\.0\.1:1389 .*$/m.exec(readme)?.[0];
+  const expected = /<!-- demo-output[^\n]*\n```\n([\s\S]*?)```\n<!-- \/demo-output -->/.exec(readme)?.[1];
+  t.ok(command && expected, 'the README documents a command and its output');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  t.equal(pkg.scripts.start, 'node bin/ldap-gateway.js --config config/default.yaml', 'what npm start runs (after its prestart build)');
+
+  const { child } = await startCli(['--config', join(ROOT, 'config', 'default.yaml')], process.env);
+  try {
+    const r = await run('bash', ['-c', command as string]);
+    t.equal(r.code, 0, r.stderr);
+    t.equal(r.stdout, `${expected}\n`, 'output exactly as documented');
+    const metrics = await (await fetch('http://127.0.0.1:9090/metrics')).text();
+    t.match(metrics, /^ldap_gateway_binds_total\{result="success",reason="ok"\} 1$/m, 'the bind is counted');
+  } finally {
+    const stop = await stopCli(child);
+    t.equal(stop.code, 0, 'SIGTERM: exit 0');
+    t.ok(stop.ms < 5000, `stopped in ${stop.ms} ms`);
+  }
+});
+
+t.test('config/examples/samba-ad.yaml runs unchanged against the test bed', async (t) => {
+  const env = { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD };
+  const { child, out } = await startCli(['--config', join(ROOT, 'config', 'examples', 'samba-ad.yaml')], env);
+  try {
+    const tlsEnv = { ...process.env, LDAPTLS_CACERT: join(ROOT, 'certs', 'dev-ca.pem') };
+    const w = await run('ldapwhoami', ['-x', '-H', 'ldaps://127.0.0.1:1636', '-D', 'alice@example.test', '-w', bedEnv('SAMBA_AD_USER_PASS')], tlsEnv);
+    t.equal(w.stdout.trim(), 'dn:uid=alice,ou=users,dc=vpn,dc=example,dc=test', w.stderr);
+    const d = await run('ldapwhoami', ['-x', '-H', 'ldap://127.0.0.1:1389', '-D', 'cn=defguard,dc=vpn,dc=example,dc=test', '-w', CONSUMER_PASSWORD]);
+    t.equal(d.stdout.trim(), 'dn:cn=defguard,dc=vpn,dc=example,dc=test', d.stderr);
+    const ready = await fetch('http://127.0.0.1:9090/readyz');
+    t.equal(ready.status, 200, '/readyz: a DC answers');
+    t.equal((await fetch('http://127.0.0.1:9090/healthz')).status, 200);
+    const metrics = await (await fetch('http://127.0.0.1:9090/metrics')).text();
+    t.match(metrics, /^ldap_gateway_binds_total\{result="success",reason="ok"\} 2$/m);
+    t.match(metrics, /^ldap_gateway_client_connections\{tls="true"\} 0$/m);
+  } finally {
+    const stop = await stopCli(child);
+    t.equal(stop.code, 0);
+  }
+  const joined = out.join('');
+  t.match(joined, /"event":"bind".*"name":"alice@example.test".*"result":"success"/);
+  for (const s of allSecrets()) t.notOk(joined.includes(s), 'no secret in the process output');
+});

@@ -1,0 +1,37 @@
+import t from 'tap';
+import { PduFramer, peekEnvelope } from '../../src/server/framing';
+
+// an UnbindRequest (messageID 5) and a 200-byte dummy PDU with long-form length
+const unbind = Buffer.from('30050201054200', 'hex');
+const long = Buffer.concat([Buffer.from([0x30, 0x81, 0xc5, 0x02, 0x01, 0x07, 0x63, 0x81, 0xbf]), Buffer.alloc(0xbf, 0x41)]);
+
+t.test('splits a stream into whole PDUs however it is chunked', async (t) => {
+  const stream = Buffer.concat([unbind, long, unbind]);
+  for (const size of [1, 2, 3, 7, 64, stream.length]) {
+    const f = new PduFramer(1024);
+    const got: Buffer[] = [];
+    for (let i = 0; i < stream.length; i += size) {
+      const r = f.push(stream.subarray(i, i + size));
+      t.equal(r.error, undefined);
+      got.push(...r.pdus);
+    }
+    t.same(got.map((b) => b.length), [7, 200, 7], `chunks of ${size}`);
+  }
+});
+
+t.test('refuses an oversized PDU from its header, before buffering it', async (t) => {
+  const f = new PduFramer(1024);
+  t.same(f.push(Buffer.from([0x30, 0x84, 0x0c, 0x80, 0x00, 0x00])), { pdus: [], error: 'too_large' }, '200 MiB declared');
+  t.same(new PduFramer(1024).push(Buffer.from([0x30, 0x85, 1, 1, 1, 1, 1])).error, 'too_large');
+});
+
+t.test('refuses what is not an LDAPMessage', async (t) => {
+  t.equal(new PduFramer(1024).push(Buffer.from('GET / HTTP/1.1\r\n')).error, 'malformed');
+  t.equal(new PduFramer(1024).push(Buffer.from([0x30, 0x80, 0, 0])).error, 'malformed', 'indefinite length');
+});
+
+t.test('reads the envelope of a PDU ldapjs could not decode', async (t) => {
+  t.same(peekEnvelope(unbind), { messageId: 5, opTag: 0x42 });
+  t.same(peekEnvelope(long), { messageId: 7, opTag: 0x63 });
+  t.equal(peekEnvelope(Buffer.from([0x30, 0x03, 0x04, 0x01, 0x00])), undefined);
+});
