@@ -107,7 +107,11 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
       if (!who && !rootDSE && cfg.auth.anonymous !== 'allow') {
         return { code: ResultCode.insufficientAccessRights, message: 'bind first: anonymous access is limited to the rootDSE' };
       }
-      // an end user sees their own entry and the groups; consumers and (if allowed) anonymous see the tree
+      if (who?.kind === 'consumer') {
+        if (!who.access.search) return { code: ResultCode.insufficientAccessRights, message: `consumer ${who.name} may not search` };
+        return directory.search(op, { subtrees: who.access.subtrees, attributes: who.access.attributes }, sink);
+      }
+      // an end user sees their own entry and the groups; anonymous (when allowed) sees the tree
       return directory.search(op, who?.kind === 'user' ? { onlyUser: who.username } : {}, sink);
     },
     whoami: (session) => (session.identity ? `dn:${session.identity.dn}` : ''),

@@ -12,7 +12,7 @@ import { guidToString } from '../directory/transforms';
 import type { VirtualTree } from '../directory/tree';
 import { ResultCode, type BindOp, type LdapResult, type SessionInfo } from '../server/types';
 import { classifyBindName, lookupTerm, type BindName } from './bind-name';
-import type { Identity } from './identity';
+import type { ConsumerAccess, Identity } from './identity';
 import type { BindReason } from './reasons';
 
 export interface UpstreamBinder {
@@ -49,11 +49,17 @@ interface Outcome {
 }
 
 export class Authenticator {
-  private readonly consumers: Array<{ name: string; dn: string; norm: string; secret: Buffer }>;
+  private readonly consumers: Array<{ name: string; dn: string; norm: string; secret: Buffer; access: ConsumerAccess }>;
   private readonly usersBaseNorm: string;
 
   constructor(private readonly o: AuthOptions) {
-    this.consumers = o.consumers.map((c) => ({ name: c.name, dn: c.bindDN, norm: normalizeDN(c.bindDN), secret: digest(c.password) }));
+    this.consumers = o.consumers.map((c) => ({
+      name: c.name,
+      dn: c.bindDN,
+      norm: normalizeDN(c.bindDN),
+      secret: digest(c.password),
+      access: { search: c.search, subtrees: c.subtrees, attributes: c.attributes ? new Set(c.attributes.map((a) => a.toLowerCase())) : undefined },
+    }));
     this.usersBaseNorm = normalizeDN(o.usersSource.base);
   }
 
@@ -112,7 +118,7 @@ export class Authenticator {
     const consumer = this.consumerFor(op.name);
     if (consumer) {
       const ok = timingSafeEqual(digest(op.password), consumer.secret);
-      return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn } } : { reason: 'bad_credentials', consumer: consumer.name };
+      return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn, access: consumer.access } } : { reason: 'bad_credentials', consumer: consumer.name };
     }
 
     const name = classifyBindName(op.name, this.o.tree);

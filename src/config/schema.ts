@@ -78,6 +78,10 @@ const consumer = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only'),
   bindDN: dn,
   password: z.string().min(8, 'a consumer password needs at least 8 characters'),
+  // what this consumer may do once bound: search at all, in which subtrees, which attributes
+  search: z.boolean().default(true),
+  subtrees: z.array(z.enum(['users', 'groups'])).min(1).default(['users', 'groups']),
+  attributes: z.array(z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'an attribute name')).min(1).optional(),
 });
 
 export const configSchema = z

@@ -140,3 +140,21 @@ export function filterSize(f: FilterNode): { depth: number; nodes: number } {
       return { depth: 1, nodes: 1 };
   }
 }
+
+/** Replace every term on an attribute the reader may not see by FALSE, so hidden values cannot be probed. */
+export function hideTerms(f: FilterNode, visible: (lowerAttr: string) => boolean): FilterNode {
+  switch (f.type) {
+    case 'and':
+      return { type: 'and', children: f.children.map((c) => hideTerms(c, visible)) };
+    case 'or':
+      return { type: 'or', children: f.children.map((c) => hideTerms(c, visible)) };
+    case 'not':
+      return { type: 'not', child: hideTerms(f.child, visible) };
+    case 'true':
+    case 'false':
+      return f;
+    default: {
+      return f.attr === undefined || visible(f.attr.toLowerCase()) ? f : FALSE;
+    }
+  }
+}

@@ -62,6 +62,12 @@ export interface Selection {
   all: boolean; // '*' or empty list
   operational: boolean; // '+'
   names: Map<string, string>; // lower-case -> as the client wrote it
+  /** lower-case names the identity may read at all (objectClass always); undefined = no restriction */
+  allow?: ReadonlySet<string>;
+}
+
+export function mayRead(sel: Selection, lower: string): boolean {
+  return !sel.allow || lower === 'objectclass' || sel.allow.has(lower);
 }
 
 export function selection(requested: string[]): Selection {
@@ -105,6 +111,7 @@ export class Mapper {
   private wanted(sel: Selection): CompiledRule[] {
     const out: CompiledRule[] = [];
     for (const [lower, c] of this.byLower) {
+      if (!mayRead(sel, lower)) continue;
       const operational = 'from' in c.rule && c.rule.operational === true;
       if (sel.names.has(lower) || (sel.all && !operational) || (sel.operational && operational)) out.push(c);
     }

@@ -2,8 +2,8 @@
 // pages through the mapper, and end honestly. Filters are rewritten into AD terms and evaluated by AD; the
 // only local matching is over the few synthetic entries we own (root, containers, rootDSE).
 import { DnSyntaxError } from './dn';
-import { and, eq, filterToString, simplify, type FilterNode } from './filter';
-import { selection, type AdEntry, type Mapper, type Selection } from './mapping';
+import { and, eq, filterToString, hideTerms, simplify, type FilterNode } from './filter';
+import { mayRead, selection, type AdEntry, type Mapper, type Selection } from './mapping';
 import type { VirtualTree } from './tree';
 import { ResultCode, type Entry, type SearchOp, type SearchOutcome, type SearchSink } from '../server/types';
 
@@ -25,8 +25,12 @@ export interface KindSource {
 }
 
 export interface SearchScope {
-  /** restrict users to this sAMAccountName (an end user sees their own entry) */
+  /** restrict users to this naming value (an end user sees their own entry) */
   onlyUser?: string;
+  /** the subtrees this identity may see; undefined = both */
+  subtrees?: ReadonlyArray<'users' | 'groups'>;
+  /** lower-case attribute allow-list; undefined = all */
+  attributes?: ReadonlySet<string>;
 }
 
 export interface DirectoryOptions {
@@ -69,7 +73,8 @@ function matchesSynthetic(f: FilterNode, e: Entry): boolean {
 }
 
 function select(e: Entry, sel: Selection): Entry {
-  return { dn: e.dn, attributes: e.attributes.filter((a) => sel.all || sel.names.has(a.type.toLowerCase())).map((a) => ({ type: sel.names.get(a.type.toLowerCase()) ?? a.type, values: a.values })) };
+  const wanted = (lower: string) => (sel.all || sel.names.has(lower)) && mayRead(sel, lower);
+  return { dn: e.dn, attributes: e.attributes.filter((a) => wanted(a.type.toLowerCase())).map((a) => ({ type: sel.names.get(a.type.toLowerCase()) ?? a.type, values: a.values })) };
 }
 
 export class DirectorySearch {
@@ -84,8 +89,20 @@ export class DirectorySearch {
     this.groupsContainer = { dn: o.tree.groupsDN, attributes: [{ type: 'objectClass', values: ['top', 'organizationalUnit'] }, { type: 'ou', values: [rdnValue(o.tree.groupsDN)] }] };
   }
 
-  private plan(op: SearchOp): Plan | 'noSuchObject' | 'rootDSE' {
+  private plan(op: SearchOp, scope: SearchScope): Plan | 'noSuchObject' | 'rootDSE' {
     if (op.base.trim() === '') return op.scope === 'base' ? 'rootDSE' : 'noSuchObject';
+    const plan = this.planTree(op);
+    if (typeof plan === 'string' || !scope.subtrees) return plan;
+    // a subtree the identity may not see does not exist for it
+    const users = scope.subtrees.includes('users');
+    const groups = scope.subtrees.includes('groups');
+    const hidden = (e: Entry) => (!users && e === this.usersContainer) || (!groups && e === this.groupsContainer);
+    const loc = this.o.tree.locate(op.base);
+    if ((!users && (loc.kind === 'users' || loc.kind === 'user')) || (!groups && (loc.kind === 'groups' || loc.kind === 'group'))) return 'noSuchObject';
+    return { synthetic: plan.synthetic.filter((e) => !hidden(e)), ...(users && plan.users ? { users: plan.users } : {}), ...(groups && plan.groups ? { groups: plan.groups } : {}) };
+  }
+
+  private planTree(op: SearchOp): Plan | 'noSuchObject' {
     const loc = this.o.tree.locate(op.base);
     const below = op.scope !== 'base';
     const sub = op.scope === 'sub';
@@ -109,20 +126,21 @@ export class DirectorySearch {
   async search(op: SearchOp, scope: SearchScope, sink: SearchSink): Promise<SearchOutcome> {
     let plan: ReturnType<DirectorySearch['plan']>;
     try {
-      plan = this.plan(op);
+      plan = this.plan(op, scope);
     } catch (err) {
       if (err instanceof DnSyntaxError) return { code: ResultCode.invalidDNSyntax, message: `invalid base DN: ${err.message}` };
       throw err;
     }
     if (plan === 'noSuchObject') return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
-    const sel = selection(op.attributes);
+    const sel: Selection = { ...selection(op.attributes), allow: scope.attributes };
+    const filter = scope.attributes ? hideTerms(op.filter, (a) => mayRead(sel, a)) : op.filter;
     const done = (code: number, message?: string): SearchOutcome => ({ code, message, ...(op.paged ? { paged: { size: 0, cookie: Buffer.alloc(0) } } : {}) });
 
     if (plan === 'rootDSE') {
       const dse: Entry = { dn: '', attributes: Object.entries(this.o.rootDSE).map(([type, values]) => ({ type, values })) };
       // the rootDSE lists its attributes only when asked for them by name or with '+' (RFC 4512 §5.1)
       const rootSel: Selection = { ...sel, all: sel.all || sel.operational };
-      if (matchesSynthetic(op.filter, dse)) await sink.entry(select(dse, rootSel));
+      if (matchesSynthetic(op.filter, dse)) await sink.entry(select(dse, { ...rootSel, allow: undefined }));
       return done(ResultCode.success);
     }
 
@@ -137,7 +155,7 @@ export class DirectorySearch {
     };
 
     for (const e of plan.synthetic) {
-      if (!matchesSynthetic(op.filter, e)) continue;
+      if (!matchesSynthetic(filter, e)) continue;
       const stop = await emit(select(e, sel));
       if (stop) return done(stop);
     }
@@ -150,7 +168,7 @@ export class DirectorySearch {
       const scoped: FilterNode[] = [];
       if (k.key !== undefined) scoped.push(eq(k.keyAttr, k.key));
       if (k.only !== undefined) scoped.push(eq(k.keyAttr, k.only));
-      const rewritten = simplify(and(k.mapper.rewrite(op.filter), ...scoped));
+      const rewritten = simplify(and(k.mapper.rewrite(filter), ...scoped));
       const query = (f: FilterNode) => `(&${k.classFilter}${k.source.filter ?? ''}${f.type === 'true' ? '' : filterToString(f)})`;
       try {
         let found = 0;

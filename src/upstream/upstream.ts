@@ -5,7 +5,7 @@ import type { UpstreamConfig } from '../config/schema';
 import type { AdEntry, AdValue } from '../directory/mapping';
 import type { BindReason } from '../auth/reasons';
 import { decodeBindFailure } from './ad-errors';
-import { DcSet, Pool, UpstreamUnavailableError, type PooledConnection } from './pool';
+import { DcSet, isConnectionError, Pool, UpstreamUnavailableError, type PooledConnection } from './pool';
 
 /** Binary attributes: ldapts would otherwise decode them as (broken) UTF-8. */
 const BINARY_ATTRIBUTES = ['objectGUID', 'objectSid', 'thumbnailPhoto', 'jpegPhoto'];
@@ -63,8 +63,25 @@ export class Upstream {
   /**
    * Page by page (at most pageSize entries in memory), continuation references dropped.
    * Always paged: Windows AD caps unpaged results at MaxPageSize (1000) with sizeLimitExceeded.
+   * A pooled connection found dead before the first page (a DC restarted or cut it) is retried once
+   * on a fresh connection; once a page has gone out, a failure is the caller's to handle.
    */
   async *search(q: UpstreamQuery): AsyncGenerator<AdEntry[]> {
+    for (let attempt = 0; ; attempt++) {
+      let yielded = false;
+      try {
+        for await (const page of this.searchOnce(q)) {
+          yielded = true;
+          yield page;
+        }
+        return;
+      } catch (err) {
+        if (yielded || attempt > 0 || !isConnectionError(err) || err instanceof UpstreamUnavailableError) throw err;
+      }
+    }
+  }
+
+  private async *searchOnce(q: UpstreamQuery): AsyncGenerator<AdEntry[]> {
     const opts = {
       scope: q.scope,
       filter: q.filter,
@@ -110,7 +127,8 @@ export class Upstream {
       if (err instanceof InvalidCredentialsError) {
         return { ok: false, reason: decodeBindFailure(err.message), diagnostic: err.message, dc, ms: ms() };
       }
-      if (err instanceof UpstreamUnavailableError) return { ok: false, reason: 'upstream_unavailable', diagnostic: err.message, dc, ms: ms() };
+      // no DC reachable, or the connection died under the bind: either way the directory was unavailable
+      if (isConnectionError(err)) return { ok: false, reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err), dc, ms: ms() };
       const diagnostic = err instanceof Error ? err.message : String(err);
       return { ok: false, reason: 'upstream_error', diagnostic, dc, ms: ms() };
     }

@@ -59,9 +59,9 @@ export async function startFromYaml(yaml: string, env: NodeJS.ProcessEnv = proce
 /** config/examples/samba-ad.yaml as shipped, moved to ephemeral ports (tests run in parallel). */
 export function sambaExampleYaml(extra = ''): string {
   const text = readFileSync(join(ROOT, 'config', 'examples', 'samba-ad.yaml'), 'utf8')
-    .replace('127.0.0.1:1389', '127.0.0.1:0')
-    .replace('127.0.0.1:1636', '127.0.0.1:0')
-    .replace('127.0.0.1:9090', '127.0.0.1:0');
+    .replace(/^( {2}ldap): 127\.0\.0\.1:1389$/m, '$1: 127.0.0.1:0')
+    .replace(/^( {2}ldaps): 127\.0\.0\.1:1636$/m, '$1: 127.0.0.1:0')
+    .replace(/^( {2}listen): 127\.0\.0\.1:9090$/m, '$1: 127.0.0.1:0');
   return text + extra;
 }
 

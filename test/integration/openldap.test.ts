@@ -12,7 +12,7 @@ const CONSUMER = `cn=defguard,${BASE}`;
 let g: TestGateway;
 
 t.before(async () => {
-  const yaml = readFileSync(join(ROOT, 'config', 'examples', 'openldap.yaml'), 'utf8').replace('127.0.0.1:1389', '127.0.0.1:0').replace('127.0.0.1:9090', '127.0.0.1:0');
+  const yaml = readFileSync(join(ROOT, 'config', 'examples', 'openldap.yaml'), 'utf8').replace(/^( {2}ldap): 127\.0\.0\.1:1389$/m, '$1: 127.0.0.1:0').replace(/^( {2}listen): 127\.0\.0\.1:9090$/m, '$1: 127.0.0.1:0');
   g = await startFromYaml(yaml, { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD });
 });
 t.teardown(() => g.stop());

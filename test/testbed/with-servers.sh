@@ -18,6 +18,7 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/ldap-gateway
 TPL=$CACHE/samba-template-$(cat "$here/samba-ad-testbed.sh" | sha256sum | cut -c1-12)
 export SAMBA_IP=${LDAP_GATEWAY_TEST_SAMBA_IP:-127.0.0.11}
 export SAMBA_BULK_MODE=fast   # simple binds work for bulk users; Kerberos keys are not needed here
+export SAMBA_AD_TEMPLATE=$TPL # tests that stop DCs (failover) clone their own from it
 
 cleanup() {
   local rc=$?
