@@ -6,7 +6,9 @@ import type { Identity } from './auth/identity';
 import { upstreamSchema, type Config, type UpstreamConfig } from './config/schema';
 import { startDemoDirectory, type DemoDirectory } from './demo/directory';
 import { flavors } from './directory/flavors';
-import { Mapper } from './directory/mapping';
+import { Mapper, withOverrides, type Rule } from './directory/mapping';
+import { buildIndex, MembershipCache } from './directory/membership';
+import { SearchRunner } from './directory/paging';
 import { DirectorySearch, type KindSource } from './directory/search';
 import { normalizeDN } from './directory/dn';
 import { VirtualTree } from './directory/tree';
@@ -52,14 +54,30 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   });
 
   const tree = new VirtualTree(cfg.directory.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn);
-  const groupsBase = cfg.directory.groups.source.base ?? upCfg.baseDN;
-  const ctx = { groupsDN: tree.groupsDN, groupsSourceNorm: normalizeDN(groupsBase) };
   const flavor = flavors[upCfg.flavor];
-  const users = new Mapper(flavor.profile.users, 'uid', ctx);
-  const groups = new Mapper(flavor.profile.groups, 'cn', ctx);
+  const profile = flavor.profile({ groupClass: cfg.directory.groups.objectClass });
+  const users = new Mapper(withOverrides(profile.users, cfg.directory.users.attributes as Record<string, Rule | null> | undefined), 'uid');
+  const groups = new Mapper(withOverrides(profile.groups, cfg.directory.groups.attributes as Record<string, Rule | null> | undefined), 'cn');
   const usersSource: KindSource = { base: cfg.directory.users.source.base ?? upCfg.baseDN, filter: cfg.directory.users.source.filter };
-  const groupsSource: KindSource = { base: groupsBase, filter: cfg.directory.groups.source.filter };
+  const groupsSource: KindSource = { base: cfg.directory.groups.source.base ?? upCfg.baseDN, filter: cfg.directory.groups.source.filter };
   const source = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };
+  const list = (base: string, filter: string, attributes: string[]) => () => upstream.search({ base, scope: 'sub', filter, attributes });
+  const groupsAreAll = normalizeDN(groupsSource.base) === normalizeDN(upCfg.baseDN) && !groupsSource.filter;
+  const membership = new MembershipCache(
+    () =>
+      buildIndex(
+        {
+          // the whole domain's groups give the nesting graph; the groups source says which are shown
+          allGroups: list(upCfg.baseDN, `(&${flavor.groupClass})`, [groups.dnSource, 'memberOf']),
+          ...(groupsAreAll ? {} : { visibleGroups: list(groupsSource.base, `(&${flavor.groupClass}${groupsSource.filter ?? ''})`, [groups.dnSource]) }),
+          users: list(usersSource.base, `(&${flavor.userClass}${usersSource.filter ?? ''})`, [users.dnSource, 'memberOf']),
+          groupKeyAttr: groups.dnSource,
+          userKeyAttr: users.dnSource,
+        },
+        cfg.directory.groups.nested,
+      ),
+    cfg.directory.membershipCacheMs,
+  );
 
   const tlsOn = Boolean(cfg.listen.tls);
   const directory = new DirectorySearch({
@@ -71,6 +89,8 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     usersSource,
     groupsSource,
     source,
+    membership,
+    inChain: flavor.inChain && cfg.directory.groups.nested === 'flatten',
     rootDSE: {
       namingContexts: [tree.baseDN],
       supportedLDAPVersion: ['3'],
@@ -81,6 +101,8 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
       vendorVersion: [VERSION],
     },
   });
+
+  const runner = new SearchRunner(directory, cfg.directory.paging);
 
   const auth = new Authenticator({
     tree,
@@ -109,12 +131,13 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
       }
       if (who?.kind === 'consumer') {
         if (!who.access.search) return { code: ResultCode.insufficientAccessRights, message: `consumer ${who.name} may not search` };
-        return directory.search(op, { subtrees: who.access.subtrees, attributes: who.access.attributes }, sink);
+        return runner.run(op, { subtrees: who.access.subtrees, attributes: who.access.attributes }, session, sink);
       }
       // an end user sees their own entry and the groups; anonymous (when allowed) sees the tree
-      return directory.search(op, who?.kind === 'user' ? { onlyUser: who.username } : {}, sink);
+      return runner.run(op, who?.kind === 'user' ? { onlyUser: who.username } : {}, session, sink);
     },
     whoami: (session) => (session.identity ? `dn:${session.identity.dn}` : ''),
+    closed: (session) => void runner.closeSession(session),
   };
 
   const listeners = new LdapListeners<Identity>({

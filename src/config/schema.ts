@@ -63,12 +63,50 @@ export const upstreamSchema = z.strictObject({
   pageSize: z.int().min(1).max(1000).default(500),
 });
 
-const source = z.strictObject({ base: dn.optional(), filter: z.string().optional() });
+const filterText = z.string().refine((f) => {
+  let depth = 0;
+  for (const c of f.replace(/\\./g, '')) {
+    if (c === '(') depth++;
+    else if (c === ')' && --depth < 0) return false;
+  }
+  return depth === 0 && f.startsWith('(');
+}, 'must be an LDAP filter in parentheses, e.g. (memberOf=CN=VPN,OU=Groups,DC=corp,DC=example)');
+
+const source = z.strictObject({ base: dn.optional(), filter: filterText.optional() });
+
+// an attribute rule overriding the profile, one field at a time (null removes the attribute)
+const attributeRule = z.union([
+  z.strictObject({
+    from: z.union([z.string(), z.array(z.string()).min(1)]).transform((v) => (Array.isArray(v) ? v : [v])),
+    transform: z.enum(['text', 'guid', 'sid', 'filetime', 'disabled']).optional(),
+    operational: z.boolean().optional(),
+  }),
+  z.strictObject({ const: z.array(z.string()).min(1) }),
+  z.strictObject({ computed: z.enum(['memberOf', 'members']) }),
+]);
+const attributeOverrides = z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'an attribute name'), attributeRule.nullable());
 
 const directory = z.strictObject({
   baseDN: dn,
-  users: z.strictObject({ rdn: z.string().default('ou=users'), source: source.default({}) }).default({ rdn: 'ou=users', source: {} }),
-  groups: z.strictObject({ rdn: z.string().default('ou=groups'), source: source.default({}) }).default({ rdn: 'ou=groups', source: {} }),
+  users: z
+    .strictObject({ rdn: z.string().default('ou=users'), source: source.default({}), attributes: attributeOverrides.optional() })
+    .default({ rdn: 'ou=users', source: {} }),
+  groups: z
+    .strictObject({
+      rdn: z.string().default('ou=groups'),
+      source: source.default({}),
+      attributes: attributeOverrides.optional(),
+      // how groups look to clients: groupOfUniqueNames/uniqueMember (Defguard's default) or groupOfNames/member
+      objectClass: z.enum(['groupOfUniqueNames', 'groupOfNames']).default('groupOfUniqueNames'),
+      // flatten: members of nested groups are members; direct: subgroups are listed as members
+      nested: z.enum(['flatten', 'direct']).default('flatten'),
+    })
+    .default({ rdn: 'ou=groups', source: {}, objectClass: 'groupOfUniqueNames', nested: 'flatten' }),
+  // how long the membership index (memberOf and member lists) may be reused
+  membershipCacheMs: z.int().nonnegative().default(60_000),
+  paging: z
+    .strictObject({ maxCursorsPerConnection: z.int().positive().default(8), cursorIdleMs: z.int().positive().default(300_000) })
+    .default({ maxCursorsPerConnection: 8, cursorIdleMs: 300_000 }),
   bindNames: z
     .strictObject({ mail: z.boolean().default(false) })
     .default({ mail: false }),

@@ -1,13 +1,15 @@
 // What differs between upstream directory kinds, as data: how user and group entries are selected,
 // which attribute names a user, which attribute a `user@domain` bind name is looked up by, and the
 // attribute map. Active Directory is the main target; OpenLDAP-style inetOrgPerson trees also work.
-import { defguardProfile, type Profile } from './mapping';
+import { defguardProfile, memberAttributeOf, type Profile, type ProfileOptions } from './mapping';
 
 export interface Flavor {
   userClass: string; // filter fragment selecting user entries
   groupClass: string;
   upnAttr: string; // looked up for `name@suffix` bind names
-  profile: Profile;
+  /** supports LDAP_MATCHING_RULE_IN_CHAIN (1.2.840.113556.1.4.1941) for nested membership filters */
+  inChain: boolean;
+  profile: (o: ProfileOptions) => Profile;
 }
 
 export const flavors: Record<'ad' | 'openldap', Flavor> = {
@@ -15,13 +17,15 @@ export const flavors: Record<'ad' | 'openldap', Flavor> = {
     userClass: '(objectCategory=person)(objectClass=user)',
     groupClass: '(objectClass=group)',
     upnAttr: 'userPrincipalName',
+    inChain: true,
     profile: defguardProfile,
   },
   openldap: {
     userClass: '(objectClass=inetOrgPerson)',
     groupClass: '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))',
     upnAttr: 'mail',
-    profile: {
+    inChain: false,
+    profile: (o) => ({
       users: {
         objectClass: { const: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'] },
         uid: { from: ['uid'] },
@@ -32,15 +36,16 @@ export const flavors: Record<'ad' | 'openldap', Flavor> = {
         mail: { from: ['mail'] },
         mobile: { from: ['mobile', 'telephoneNumber'] },
         telephoneNumber: { from: ['telephoneNumber'] },
-        memberOf: { from: ['memberOf'], transform: 'groupDn' },
+        memberOf: { computed: 'memberOf' },
         entryUUID: { from: ['entryUUID'], operational: true },
       },
       groups: {
-        objectClass: { const: ['top', 'groupOfUniqueNames'], aliases: ['groupOfNames'] },
+        objectClass: { const: ['top', o.groupClass], aliases: ['groupOfNames', 'groupOfUniqueNames'] },
         cn: { from: ['cn'] },
         description: { from: ['description'] },
+        [memberAttributeOf(o.groupClass)]: { computed: 'members' },
         entryUUID: { from: ['entryUUID'], operational: true },
       },
-    },
+    }),
   },
 };

@@ -2,9 +2,9 @@
 // three small functions: which AD attributes to fetch, how to map an AD entry, how to rewrite a filter.
 // In the spirit of slapo-rwm's `rwm-map attribute uid sAMAccountName`: data, not `if (name === 'uid')`.
 import { and, FALSE, not, or, TRUE, type FilterNode } from './filter';
-import { transforms, type MapContext, type TransformName } from './transforms';
-
-export type { MapContext } from './transforms';
+import { normalizeDN } from './dn';
+import type { Index } from './membership';
+import { transforms, type TransformName } from './transforms';
 
 import type { AdValue } from './transforms';
 
@@ -19,7 +19,9 @@ export type Rule =
   /** values from the first source attribute that has any (a fallback chain), optionally transformed */
   | { from: string[]; transform?: TransformName; operational?: boolean }
   /** fixed values; `aliases` are further values a filter may test for (AD's own class names) */
-  | { const: string[]; aliases?: string[] };
+  | { const: string[]; aliases?: string[] }
+  /** group membership from the membership index, as virtual DNs: a user's groups, or a group's members */
+  | { computed: 'memberOf' | 'members' };
 
 export type RuleTable = Record<string, Rule>;
 
@@ -28,34 +30,55 @@ export interface Profile {
   groups: RuleTable;
 }
 
+export interface ProfileOptions {
+  /** the object class groups are presented as; its member attribute follows (uniqueMember / member) */
+  groupClass: 'groupOfUniqueNames' | 'groupOfNames';
+}
+
+export const memberAttributeOf = (groupClass: ProfileOptions['groupClass']) => (groupClass === 'groupOfNames' ? 'member' : 'uniqueMember');
+
 /** The profile Defguard needs (reference/defguard-ldap.md §2.2): exact-case sn/givenName/mail/mobile. */
-export const defguardProfile: Profile = {
-  users: {
-    objectClass: { const: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], aliases: ['user'] },
-    uid: { from: ['sAMAccountName'] },
-    cn: { from: ['cn'] },
-    sn: { from: ['sn'] },
-    givenName: { from: ['givenName'] },
-    displayName: { from: ['displayName'] },
-    // Defguard rejects users without mail; AD often leaves it empty and only has the UPN (defguard#3070)
-    mail: { from: ['mail', 'userPrincipalName'] },
-    mobile: { from: ['mobile', 'telephoneNumber'] },
-    telephoneNumber: { from: ['telephoneNumber'] },
-    userPrincipalName: { from: ['userPrincipalName'] },
-    memberOf: { from: ['memberOf'], transform: 'groupDn' },
-    entryUUID: { from: ['objectGUID'], transform: 'guid', operational: true },
-    objectSid: { from: ['objectSid'], transform: 'sid', operational: true },
-    pwdChangedTime: { from: ['pwdLastSet'], transform: 'filetime', operational: true },
-    accountDisabled: { from: ['userAccountControl'], transform: 'disabled', operational: true },
-  },
-  groups: {
-    objectClass: { const: ['top', 'groupOfUniqueNames'], aliases: ['group', 'groupOfNames'] },
-    cn: { from: ['cn'] },
-    description: { from: ['description'] },
-    mail: { from: ['mail'] },
-    entryUUID: { from: ['objectGUID'], transform: 'guid', operational: true },
-  },
-};
+export function defguardProfile(o: ProfileOptions): Profile {
+  return {
+    users: {
+      objectClass: { const: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], aliases: ['user'] },
+      uid: { from: ['sAMAccountName'] },
+      cn: { from: ['cn'] },
+      sn: { from: ['sn'] },
+      givenName: { from: ['givenName'] },
+      displayName: { from: ['displayName'] },
+      // Defguard rejects users without mail; AD often leaves it empty and only has the UPN (defguard#3070)
+      mail: { from: ['mail', 'userPrincipalName'] },
+      mobile: { from: ['mobile', 'telephoneNumber'] },
+      telephoneNumber: { from: ['telephoneNumber'] },
+      userPrincipalName: { from: ['userPrincipalName'] },
+      memberOf: { computed: 'memberOf' },
+      entryUUID: { from: ['objectGUID'], transform: 'guid', operational: true },
+      objectSid: { from: ['objectSid'], transform: 'sid', operational: true },
+      pwdChangedTime: { from: ['pwdLastSet'], transform: 'filetime', operational: true },
+      accountDisabled: { from: ['userAccountControl'], transform: 'disabled', operational: true },
+    },
+    groups: {
+      objectClass: { const: ['top', o.groupClass], aliases: ['group', 'groupOfNames', 'groupOfUniqueNames'] },
+      cn: { from: ['cn'] },
+      description: { from: ['description'] },
+      mail: { from: ['mail'] },
+      [memberAttributeOf(o.groupClass)]: { computed: 'members' },
+      entryUUID: { from: ['objectGUID'], transform: 'guid', operational: true },
+    },
+  };
+}
+
+/** A rule table with config overrides applied, name by name (case-insensitive); null removes a rule. */
+export function withOverrides(table: RuleTable, overrides: Record<string, Rule | null> | undefined): RuleTable {
+  if (!overrides) return table;
+  const out: RuleTable = { ...table };
+  for (const [name, rule] of Object.entries(overrides)) {
+    for (const k of Object.keys(out)) if (k.toLowerCase() === name.toLowerCase()) delete out[k];
+    if (rule) out[name] = rule;
+  }
+  return out;
+}
 
 /** What the client asked for (RFC 4511 §4.5.1.8): names in the client's case, `*`, `+`, `1.1`. */
 export interface Selection {
@@ -88,6 +111,16 @@ interface CompiledRule {
   rule: Rule;
 }
 
+/** What computed attributes and DN-valued filter terms need: the membership index and the tree's DNs. */
+export interface MembershipView {
+  index: Index;
+  flatten: boolean;
+  userDN(key: string): string;
+  groupDN(key: string): string;
+  /** a virtual (or AD) DN in a filter value -> the AD DN it stands for; undefined if unknown */
+  adDN(value: string): string | undefined;
+}
+
 /** A rule table indexed by lower-case name; built once per profile, not per request. */
 export class Mapper {
   private readonly byLower = new Map<string, CompiledRule>();
@@ -96,7 +129,6 @@ export class Mapper {
   constructor(
     readonly rules: RuleTable,
     readonly keyAttr: string, // virtual attribute that names the entry (uid / cn)
-    readonly ctx: MapContext,
   ) {
     for (const [name, rule] of Object.entries(rules)) this.byLower.set(name.toLowerCase(), { name, rule });
     const key = rules[keyAttr];
@@ -125,6 +157,29 @@ export class Mapper {
     return [...set];
   }
 
+  /** Whether mapping this selection needs the membership index. */
+  selectionNeedsIndex(sel: Selection): boolean {
+    return this.wanted(sel).some((c) => 'computed' in c.rule);
+  }
+
+  /** Whether rewriting this filter needs the membership index (a membership term). */
+  filterNeedsIndex(f: FilterNode): boolean {
+    switch (f.type) {
+      case 'and':
+      case 'or':
+        return f.children.some((c) => this.filterNeedsIndex(c));
+      case 'not':
+        return this.filterNeedsIndex(f.child);
+      case 'true':
+      case 'false':
+        return false;
+      default: {
+        const r = f.attr === undefined ? undefined : this.rule(f.attr)?.rule;
+        return r !== undefined && 'computed' in r && f.type !== 'present';
+      }
+    }
+  }
+
   /** The naming value of an AD entry, or undefined when it lacks one (such entries are skipped). */
   keyOf(ad: AdEntry): string | undefined {
     const v = ad.attrs.get(this.dnSource.toLowerCase())?.[0];
@@ -133,17 +188,18 @@ export class Mapper {
   }
 
   /** Map one AD entry's attributes; names in the case the client asked for, else the configured case. */
-  mapAttributes(ad: AdEntry, sel: Selection): Array<{ type: string; values: string[] }> {
+  mapAttributes(ad: AdEntry, sel: Selection, m?: MembershipView): Array<{ type: string; values: string[] }> {
     const out: Array<{ type: string; values: string[] }> = [];
     for (const c of this.wanted(sel)) {
       const type = sel.names.get(c.name.toLowerCase()) ?? c.name;
       let values: string[] = [];
       if ('const' in c.rule) values = c.rule.const;
+      else if ('computed' in c.rule) values = m ? computed(c.rule.computed, ad.dn, m) : [];
       else {
         for (const src of c.rule.from) {
           const raw = ad.attrs.get(src.toLowerCase());
           if (raw && raw.length > 0) {
-            values = transforms[c.rule.transform ?? 'text'](raw, this.ctx);
+            values = transforms[c.rule.transform ?? 'text'](raw);
             break;
           }
         }
@@ -153,27 +209,30 @@ export class Mapper {
     return out;
   }
 
-  /** Rewrite a client filter into AD terms for this entry kind. Unknown attributes pass through as AD names. */
-  rewrite(f: FilterNode): FilterNode {
+  /**
+   * Rewrite a client filter into AD terms for this entry kind. Unknown attributes pass through as AD
+   * names; membership terms become AD's in-chain matching rule on the resolved AD DN.
+   */
+  rewrite(f: FilterNode, m?: MembershipView): FilterNode {
     switch (f.type) {
       case 'and':
-        return and(...f.children.map((c) => this.rewrite(c)));
+        return and(...f.children.map((c) => this.rewrite(c, m)));
       case 'or':
-        return or(...f.children.map((c) => this.rewrite(c)));
+        return or(...f.children.map((c) => this.rewrite(c, m)));
       case 'not':
-        return not(this.rewrite(f.child));
+        return not(this.rewrite(f.child, m));
       case 'true':
       case 'false':
         return f;
       case 'ext':
         if (!f.attr) return f;
-        return this.rewriteTerm(f.attr, f, (attr) => ({ ...f, attr }));
+        return this.rewriteTerm(f.attr, f, (attr) => ({ ...f, attr }), m);
       default:
-        return this.rewriteTerm(f.attr, f, (attr) => ({ ...f, attr }));
+        return this.rewriteTerm(f.attr, f, (attr) => ({ ...f, attr }), m);
     }
   }
 
-  private rewriteTerm(attr: string, f: FilterNode, rename: (attr: string) => FilterNode): FilterNode {
+  private rewriteTerm(attr: string, f: FilterNode, rename: (attr: string) => FilterNode, m?: MembershipView): FilterNode {
     const c = this.rule(attr);
     if (!c) return f;
     const rule = c.rule;
@@ -182,6 +241,15 @@ export class Mapper {
       if (f.type !== 'equal') return FALSE;
       const v = f.value.toLowerCase();
       return [...rule.const, ...(rule.aliases ?? [])].some((x) => x.toLowerCase() === v) ? TRUE : FALSE;
+    }
+    if ('computed' in rule) {
+      // users: memberOf holds group DNs; groups: member holds user (or, direct, group) DNs
+      const adAttr = rule.computed === 'memberOf' ? 'memberOf' : 'member';
+      if (f.type === 'present') return { type: 'present', attr: adAttr };
+      if ((f.type !== 'equal' && f.type !== 'ext') || !m) return FALSE;
+      const dn = m.adDN(f.value);
+      if (dn === undefined) return FALSE;
+      return m.flatten ? { type: 'ext', attr: adAttr, rule: '1.2.840.113556.1.4.1941', value: dn, dnAttributes: false } : { type: 'equal', attr: adAttr, value: dn };
     }
     const [first, ...rest] = rule.from as [string, ...string[]];
     if (rest.length === 0) return rename(first);
@@ -194,4 +262,24 @@ export class Mapper {
     }
     return or(...alts);
   }
+}
+
+function computed(kind: 'memberOf' | 'members', adDn: string, m: MembershipView): string[] {
+  let norm: string;
+  try {
+    norm = normalizeDN(adDn);
+  } catch {
+    return [];
+  }
+  if (kind === 'memberOf') {
+    const out: string[] = [];
+    for (const g of m.index.userGroups.get(norm) ?? []) {
+      const ref = m.index.groups.get(g);
+      if (ref) out.push(m.groupDN(ref.key));
+    }
+    return out.sort(); // byte-stable across calls
+  }
+  const mem = m.index.members.get(norm);
+  if (!mem) return [];
+  return [...mem.users.map((k) => m.userDN(k)), ...mem.groups.map((k) => m.groupDN(k))];
 }

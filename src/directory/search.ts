@@ -1,11 +1,13 @@
 // A client search against the virtual tree: plan it (which virtual entries, which AD queries), stream AD's
-// pages through the mapper, and end honestly. Filters are rewritten into AD terms and evaluated by AD; the
-// only local matching is over the few synthetic entries we own (root, containers, rootDSE).
+// pages through the mapper as a generator, and say how it ends. Filters are rewritten into AD terms and
+// evaluated by AD; the only local matching is over the few synthetic entries we own (root, containers,
+// rootDSE). Paging, limits and failure handling are the caller's (paging.ts), one entry at a time.
 import { DnSyntaxError } from './dn';
 import { and, eq, filterToString, hideTerms, simplify, type FilterNode } from './filter';
-import { mayRead, selection, type AdEntry, type Mapper, type Selection } from './mapping';
+import { mayRead, selection, type AdEntry, type Mapper, type MembershipView, type Selection } from './mapping';
+import type { MembershipCache } from './membership';
 import type { VirtualTree } from './tree';
-import { ResultCode, type Entry, type SearchOp, type SearchOutcome, type SearchSink } from '../server/types';
+import { ResultCode, type Entry, type LdapResult, type SearchOp } from '../server/types';
 
 export interface AdQuery {
   base: string;
@@ -42,7 +44,18 @@ export interface DirectoryOptions {
   usersSource: KindSource;
   groupsSource: KindSource;
   source: EntrySource;
+  membership: MembershipCache;
+  /** membership filters use AD's in-chain rule (nested groups flattened on AD's side too) */
+  inChain: boolean;
   rootDSE: Record<string, string[]>;
+}
+
+/** The directory behind the gateway failed; what was already sent may be incomplete. */
+export class UpstreamFailure extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+    this.name = 'UpstreamFailure';
+  }
 }
 
 interface Plan {
@@ -75,6 +88,15 @@ function matchesSynthetic(f: FilterNode, e: Entry): boolean {
 function select(e: Entry, sel: Selection): Entry {
   const wanted = (lower: string) => (sel.all || sel.names.has(lower)) && mayRead(sel, lower);
   return { dn: e.dn, attributes: e.attributes.filter((a) => wanted(a.type.toLowerCase())).map((a) => ({ type: sel.names.get(a.type.toLowerCase()) ?? a.type, values: a.values })) };
+}
+
+/** Iterate an upstream source, turning its failures into UpstreamFailure. */
+async function* guarded<T>(it: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* it;
+  } catch (err) {
+    throw new UpstreamFailure(err);
+  }
 }
 
 export class DirectorySearch {
@@ -123,7 +145,36 @@ export class DirectorySearch {
     }
   }
 
-  async search(op: SearchOp, scope: SearchScope, sink: SearchSink): Promise<SearchOutcome> {
+  /** The membership view (index + DN helpers) for computed attributes and membership filters. */
+  private async view(): Promise<MembershipView> {
+    let index;
+    try {
+      index = await this.o.membership.get();
+    } catch (err) {
+      throw new UpstreamFailure(err);
+    }
+    const tree = this.o.tree;
+    return {
+      index,
+      flatten: this.o.inChain,
+      userDN: (k) => tree.userDN(k),
+      groupDN: (k) => tree.groupDN(k),
+      adDN: (value) => {
+        let loc;
+        try {
+          loc = tree.locate(value);
+        } catch {
+          return undefined;
+        }
+        if (loc.kind === 'user') return index.usersByKey.get(loc.key.toLowerCase())?.dn;
+        if (loc.kind === 'group') return index.groupsByKey.get(loc.key.toLowerCase())?.dn;
+        return loc.kind === 'outside' ? value : undefined; // an AD DN passes through as it is
+      },
+    };
+  }
+
+  /** Every entry of a search, in order; the return value says how it ends. Throws UpstreamFailure. */
+  async *entries(op: SearchOp, scope: SearchScope): AsyncGenerator<Entry, LdapResult> {
     let plan: ReturnType<DirectorySearch['plan']>;
     try {
       plan = this.plan(op, scope);
@@ -134,72 +185,48 @@ export class DirectorySearch {
     if (plan === 'noSuchObject') return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
     const sel: Selection = { ...selection(op.attributes), allow: scope.attributes };
     const filter = scope.attributes ? hideTerms(op.filter, (a) => mayRead(sel, a)) : op.filter;
-    const done = (code: number, message?: string): SearchOutcome => ({ code, message, ...(op.paged ? { paged: { size: 0, cookie: Buffer.alloc(0) } } : {}) });
 
     if (plan === 'rootDSE') {
       const dse: Entry = { dn: '', attributes: Object.entries(this.o.rootDSE).map(([type, values]) => ({ type, values })) };
       // the rootDSE lists its attributes only when asked for them by name or with '+' (RFC 4512 §5.1)
-      const rootSel: Selection = { ...sel, all: sel.all || sel.operational };
-      if (matchesSynthetic(op.filter, dse)) await sink.entry(select(dse, { ...rootSel, allow: undefined }));
-      return done(ResultCode.success);
+      if (matchesSynthetic(op.filter, dse)) yield select(dse, { ...sel, all: sel.all || sel.operational, allow: undefined });
+      return { code: ResultCode.success };
     }
 
-    let sent = 0;
-    const deadline = op.timeLimit > 0 ? Date.now() + op.timeLimit * 1000 : Infinity;
-    const emit = async (e: Entry): Promise<number | undefined> => {
-      if (op.sizeLimit > 0 && sent >= op.sizeLimit) return ResultCode.sizeLimitExceeded;
-      if (Date.now() > deadline) return ResultCode.timeLimitExceeded;
-      await sink.entry(e);
-      sent++;
-      return undefined;
-    };
+    for (const e of plan.synthetic) if (matchesSynthetic(filter, e)) yield select(e, sel);
 
-    for (const e of plan.synthetic) {
-      if (!matchesSynthetic(filter, e)) continue;
-      const stop = await emit(select(e, sel));
-      if (stop) return done(stop);
-    }
-
-    const kinds: Array<{ mapper: Mapper; source: KindSource; key?: string; classFilter: string; keyAttr: string; dn: (k: string) => string; only?: string }> = [];
-    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, key: plan.users.key, classFilter: this.o.userClass, keyAttr: this.o.users.dnSource, dn: (k) => this.o.tree.userDN(k), only: scope.onlyUser });
-    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, key: plan.groups.key, classFilter: this.o.groupClass, keyAttr: this.o.groups.dnSource, dn: (k) => this.o.tree.groupDN(k) });
+    const kinds: Array<{ mapper: Mapper; source: KindSource; key?: string; classFilter: string; dn: (k: string) => string; only?: string }> = [];
+    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, key: plan.users.key, classFilter: this.o.userClass, dn: (k) => this.o.tree.userDN(k), only: scope.onlyUser });
+    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, key: plan.groups.key, classFilter: this.o.groupClass, dn: (k) => this.o.tree.groupDN(k) });
+    const view = kinds.some((k) => k.mapper.selectionNeedsIndex(sel) || k.mapper.filterNeedsIndex(filter)) ? await this.view() : undefined;
 
     for (const k of kinds) {
       const scoped: FilterNode[] = [];
-      if (k.key !== undefined) scoped.push(eq(k.keyAttr, k.key));
-      if (k.only !== undefined) scoped.push(eq(k.keyAttr, k.only));
-      const rewritten = simplify(and(k.mapper.rewrite(filter), ...scoped));
+      if (k.key !== undefined) scoped.push(eq(k.mapper.dnSource, k.key));
+      if (k.only !== undefined) scoped.push(eq(k.mapper.dnSource, k.only));
+      const rewritten = simplify(and(k.mapper.rewrite(filter, view), ...scoped));
       const query = (f: FilterNode) => `(&${k.classFilter}${k.source.filter ?? ''}${f.type === 'true' ? '' : filterToString(f)})`;
-      try {
-        let found = 0;
-        if (rewritten.type !== 'false') {
-          for await (const page of this.o.source.search({ base: k.source.base, scope: 'sub', filter: query(rewritten), attributes: k.mapper.sourceAttributes(sel) })) {
-            for (const ad of page) {
-              const key = k.mapper.keyOf(ad);
-              if (key === undefined) continue;
-              found++;
-              const stop = await emit({ dn: k.dn(key), attributes: k.mapper.mapAttributes(ad, sel) });
-              if (stop) return done(stop);
-            }
+      let found = 0;
+      if (rewritten.type !== 'false') {
+        for await (const page of guarded(this.o.source.search({ base: k.source.base, scope: 'sub', filter: query(rewritten), attributes: k.mapper.sourceAttributes(sel) }))) {
+          for (const ad of page) {
+            const key = k.mapper.keyOf(ad);
+            if (key === undefined) continue;
+            found++;
+            yield { dn: k.dn(key), attributes: k.mapper.mapAttributes(ad, sel, view) };
           }
         }
-        // a search based at one user or group that does not exist (or is not visible) is noSuchObject
-        if (found === 0 && k.key !== undefined && !(await this.exists(k, query(simplify(and(...scoped)))))) {
-          return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
-        }
-      } catch (err) {
-        if (sink.signal.aborted) throw err;
-        const reason = err instanceof Error ? err.message : String(err);
-        // entries already went out: a SearchResultDone now would pass partial data off as complete
-        if (sent > 0) return { drop: true, reason };
-        return { code: ResultCode.unavailable, message: 'the directory behind the gateway did not answer' };
+      }
+      // a search based at one user or group that does not exist (or is not visible) is noSuchObject
+      if (found === 0 && k.key !== undefined && !(await this.exists(k.source, query(simplify(and(...scoped)))))) {
+        return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
       }
     }
-    return done(ResultCode.success);
+    return { code: ResultCode.success };
   }
 
-  private async exists(k: { source: KindSource }, filter: string): Promise<boolean> {
-    for await (const page of this.o.source.search({ base: k.source.base, scope: 'sub', filter, attributes: ['1.1'] })) if (page.length > 0) return true;
+  private async exists(source: KindSource, filter: string): Promise<boolean> {
+    for await (const page of guarded(this.o.source.search({ base: source.base, scope: 'sub', filter, attributes: ['1.1'] }))) if (page.length > 0) return true;
     return false;
   }
 }

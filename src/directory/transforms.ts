@@ -1,10 +1,8 @@
 // Value transforms from AD's representations to what LDAP clients expect. Pure functions.
-import { firstRdnValue, formatDN, isWithin, normalizeDN } from './dn';
-
 /** An AD attribute value: text, or a Buffer for binary attributes. */
 export type AdValue = string | Buffer;
 
-export type TransformName = 'text' | 'guid' | 'sid' | 'filetime' | 'disabled' | 'groupDn';
+export type TransformName = 'text' | 'guid' | 'sid' | 'filetime' | 'disabled';
 
 const asBuffer = (v: AdValue): Buffer => (typeof v === 'string' ? Buffer.from(v, 'binary') : v);
 const asText = (v: AdValue): string => (typeof v === 'string' ? v : v.toString('utf8'));
@@ -43,31 +41,11 @@ export function filetimeToGeneralized(text: string): string | undefined {
 
 const defined = <T>(x: T | undefined): x is T => x !== undefined;
 
-export const transforms: Record<TransformName, (values: AdValue[], ctx: MapContext) => string[]> = {
+export const transforms: Record<TransformName, (values: AdValue[]) => string[]> = {
   text: (vs) => vs.map(asText),
   guid: (vs) => vs.map((v) => guidToString(asBuffer(v))).filter(defined),
   sid: (vs) => vs.map((v) => sidToString(asBuffer(v))).filter(defined),
   filetime: (vs) => vs.map((v) => filetimeToGeneralized(asText(v))).filter(defined),
   // userAccountControl bit 0x2 = ACCOUNTDISABLE
   disabled: (vs) => vs.slice(0, 1).map((v) => ((Number(asText(v)) & 2) !== 0 ? 'TRUE' : 'FALSE')),
-  groupDn: (vs, ctx) => vs.map((v) => virtualGroupDN(asText(v), ctx)).filter(defined),
 };
-
-/** What value transforms need to know about the virtual tree. */
-export interface MapContext {
-  groupsDN: string; // virtual container of groups, e.g. ou=groups,dc=vpn,dc=example
-  groupsSourceNorm: string; // normalized AD base that group DNs must lie under to be mapped
-}
-
-/** AD group DN -> virtual group DN, or undefined when the group is outside the configured source. */
-export function virtualGroupDN(adDn: string, ctx: MapContext): string | undefined {
-  let norm: string;
-  try {
-    norm = normalizeDN(adDn);
-  } catch {
-    return undefined;
-  }
-  if (!isWithin(norm, ctx.groupsSourceNorm)) return undefined;
-  const cn = firstRdnValue(adDn, 'cn');
-  return cn === undefined ? undefined : `${formatDN([[{ type: 'cn', value: cn }]])},${ctx.groupsDN}`;
-}

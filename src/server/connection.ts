@@ -315,5 +315,6 @@ export class Session<I> implements SessionInfo<I> {
       for (const a of this.inFlight.values()) a.abort();
     }
     this.o.observer.connection(-1, this.countedTls);
+    this.o.handlers.closed?.(this);
   }
 }

@@ -90,6 +90,8 @@ export interface Handlers<I> {
   search(op: SearchOp, session: SessionInfo<I>, sink: SearchSink): Promise<SearchOutcome>;
   /** authzId for the WhoAmI extended operation (RFC 4532): 'dn:…' or '' */
   whoami(session: SessionInfo<I>): string;
+  /** the connection is gone: release whatever was kept for it */
+  closed?(session: SessionInfo<I>): void;
 }
 
 /** Per-operation observation for metrics; the server layer knows no metrics library. */

@@ -32,7 +32,8 @@ t.test('a user comes back under the client-facing base with the first attribute 
   t.equal(e.mail, 'alice@example.test');
   t.equal(e.mobile, '+1 555 1101');
   t.same(e.objectClass, ['top', 'person', 'organizationalPerson', 'inetOrgPerson']);
-  t.same([e.memberOf].flat().sort(), [`cn=BulkAll,ou=groups,${BASE}`, `cn=Engineering,ou=groups,${BASE}`]);
+  // Engineering ⊂ Staff ⊂ AllEmployees, Staff ⊂ VPN: nested groups are flattened
+  t.same([e.memberOf].flat(), ['AllEmployees', 'BulkAll', 'Engineering', 'Staff', 'VPN'].map((g) => `cn=${g},ou=groups,${BASE}`));
   t.notOk('sAMAccountName' in e, 'AD attribute names do not leak through the map');
 });
 

@@ -2,20 +2,18 @@ import t from 'tap';
 import { and, eq, filterToString, simplify } from '../../src/directory/filter';
 import { Mapper, defguardProfile, selection, type AdEntry } from '../../src/directory/mapping';
 import { filetimeToGeneralized, guidToString, sidToString } from '../../src/directory/transforms';
-import { normalizeDN } from '../../src/directory/dn';
 
-const ctx = { groupsDN: 'ou=groups,dc=vpn,dc=example', groupsSourceNorm: normalizeDN('OU=Groups,DC=corp,DC=example') };
-const users = new Mapper(defguardProfile.users, 'uid', ctx);
+const profile = defguardProfile({ groupClass: 'groupOfUniqueNames' });
+const users = new Mapper(profile.users, 'uid');
 
 const ad = (attrs: Record<string, Array<string | Buffer>>): AdEntry => ({ dn: 'CN=x,DC=corp,DC=example', attrs: new Map(Object.entries(attrs).map(([k, v]) => [k.toLowerCase(), v])) });
 
 t.test('maps an AD user to the inetOrgPerson shape Defguard reads', async (t) => {
-  const e = ad({ sAMAccountName: ['alice'], givenName: ['Alice'], sn: ['A'], userPrincipalName: ['alice@corp.example'], telephoneNumber: ['+1'], memberOf: ['CN=VPN,OU=Groups,DC=corp,DC=example', 'CN=Domain Users,CN=Users,DC=corp,DC=example'] });
+  const e = ad({ sAMAccountName: ['alice'], givenName: ['Alice'], sn: ['A'], userPrincipalName: ['alice@corp.example'], telephoneNumber: ['+1'] });
   const out = Object.fromEntries(users.mapAttributes(e, selection(['*'])).map((a) => [a.type, a.values]));
   t.same(out.uid, ['alice']);
   t.same(out.mail, ['alice@corp.example'], 'mail falls back to the UPN');
   t.same(out.mobile, ['+1'], 'mobile falls back to telephoneNumber');
-  t.same(out.memberOf, ['cn=VPN,ou=groups,dc=vpn,dc=example'], 'groups outside the groups source are not mapped');
   t.same(out.objectClass, ['top', 'person', 'organizationalPerson', 'inetOrgPerson']);
   t.notOk('entryUUID' in out, 'operational attributes only when asked for');
   t.equal(users.keyOf(e), 'alice');
@@ -33,7 +31,8 @@ t.test('rewrites filters into AD terms, never evaluating them', async (t) => {
   t.equal(f(and(eq('uid', 'alice'), eq('objectClass', 'inetOrgPerson'))), '(sAMAccountName=alice)');
   t.equal(f(eq('objectClass', 'groupOfNames')), '(!(objectClass=*))', 'a group class never matches a user');
   t.equal(f(eq('MAIL', 'a@b')), '(|(mail=a@b)(&(!(mail=*))(userPrincipalName=a@b)))', 'fallback attributes keep their meaning in filters');
-  t.equal(f({ type: 'ext', attr: 'memberOf', rule: '1.2.840.113556.1.4.1941', value: 'CN=G,DC=x', dnAttributes: false }), '(memberOf:1.2.840.113556.1.4.1941:=CN=G,DC=x)', 'matching rules pass through');
+  t.equal(f({ type: 'ext', attr: 'userAccountControl', rule: '1.2.840.113556.1.4.803', value: '2', dnAttributes: false }), '(userAccountControl:1.2.840.113556.1.4.803:=2)', 'matching rules pass through');
+  t.equal(f(eq('memberOf', 'cn=VPN,ou=groups,dc=vpn')), '(!(objectClass=*))', 'a membership term without the index to resolve it matches nothing');
   t.equal(f(eq('sAMAccountName', 'x')), '(sAMAccountName=x)', 'unmapped names pass through as AD names');
 });
 

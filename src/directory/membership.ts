@@ -1,0 +1,155 @@
+// Group membership as the virtual directory shows it: users' memberOf and groups' member lists, nested
+// groups flattened (or not), computed from three paged listings instead of one search per group and
+// without ever reading a group's `member` attribute (which Windows AD returns ranged past 1500 values).
+// Membership *filters* are not evaluated here: they are rewritten to AD's LDAP_MATCHING_RULE_IN_CHAIN
+// (1.2.840.113556.1.4.1941), which gives AD the same flattened semantics (see Mapper.rewrite).
+// AD's primary group (primaryGroupID, usually Domain Users) is not in memberOf and so not shown.
+import { normalizeDN } from './dn';
+import type { AdEntry } from './mapping';
+
+export interface GroupRef {
+  key: string; // the group's naming value (cn)
+  dn: string; // its AD DN
+}
+export interface UserRef {
+  key: string; // the user's naming value (sAMAccountName / uid)
+  dn: string;
+}
+
+export interface Index {
+  builtAt: number;
+  /** visible groups by normalized AD DN */
+  groups: Map<string, GroupRef>;
+  /** visible groups by lower-case key (the virtual DN's cn) */
+  groupsByKey: Map<string, GroupRef>;
+  /** users in the users source by lower-case key */
+  usersByKey: Map<string, UserRef>;
+  /** normalized user DN -> normalized DNs of the visible groups they belong to */
+  userGroups: Map<string, Set<string>>;
+  /** normalized group DN -> user keys (and, with nested: direct, the keys of visible subgroups) */
+  members: Map<string, { users: string[]; groups: string[] }>;
+}
+
+export interface IndexSources {
+  /** every group of the domain with its memberOf: the nesting graph (groups outside the source still link) */
+  allGroups(): AsyncIterable<AdEntry[]>;
+  /** the groups the virtual tree shows (groups source base + filter); absent = every group of allGroups */
+  visibleGroups?(): AsyncIterable<AdEntry[]>;
+  /** the users the virtual tree shows, with memberOf */
+  users(): AsyncIterable<AdEntry[]>;
+  groupKeyAttr: string;
+  userKeyAttr: string;
+}
+
+const text = (v: string | Buffer | undefined) => (v === undefined ? undefined : typeof v === 'string' ? v : v.toString('utf8'));
+
+function safeNorm(dn: string): string | undefined {
+  try {
+    return normalizeDN(dn);
+  } catch {
+    return undefined;
+  }
+}
+
+export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'): Promise<Index> {
+  const parents = new Map<string, string[]>(); // group -> groups it is a member of (direct)
+  const groups = new Map<string, GroupRef>();
+  const groupsByKey = new Map<string, GroupRef>();
+  const addVisible = (g: AdEntry) => {
+    const n = safeNorm(g.dn);
+    const key = text(g.attrs.get(src.groupKeyAttr.toLowerCase())?.[0]);
+    if (!n || !key) return;
+    const ref = { key, dn: g.dn };
+    groups.set(n, ref);
+    // two groups with the same cn in different OUs would share a virtual DN: the first one wins
+    if (!groupsByKey.has(key.toLowerCase())) groupsByKey.set(key.toLowerCase(), ref);
+  };
+  for await (const page of src.allGroups()) {
+    for (const g of page) {
+      const n = safeNorm(g.dn);
+      if (!n) continue;
+      parents.set(n, (g.attrs.get('memberof') ?? []).map((v) => safeNorm(text(v) as string)).filter((x): x is string => x !== undefined));
+      if (!src.visibleGroups) addVisible(g);
+    }
+  }
+  if (src.visibleGroups) for await (const page of src.visibleGroups()) page.forEach(addVisible);
+
+  // ancestors(g): every group g is nested in, transitively (memoized; cycles tolerated)
+  const memo = new Map<string, Set<string>>();
+  const ancestors = (g: string, visiting = new Set<string>()): Set<string> => {
+    const known = memo.get(g);
+    if (known) return known;
+    const out = new Set<string>();
+    visiting.add(g);
+    for (const p of parents.get(g) ?? []) {
+      out.add(p);
+      if (!visiting.has(p)) for (const a of ancestors(p, visiting)) out.add(a);
+    }
+    visiting.delete(g);
+    memo.set(g, out);
+    return out;
+  };
+
+  const usersByKey = new Map<string, UserRef>();
+  const userGroups = new Map<string, Set<string>>();
+  const members = new Map<string, { users: string[]; groups: string[] }>();
+  for (const n of groups.keys()) members.set(n, { users: [], groups: [] });
+  for await (const page of src.users()) {
+    for (const u of page) {
+      const n = safeNorm(u.dn);
+      const key = text(u.attrs.get(src.userKeyAttr.toLowerCase())?.[0]);
+      if (!n || !key) continue;
+      usersByKey.set(key.toLowerCase(), { key, dn: u.dn });
+      const direct = (u.attrs.get('memberof') ?? []).map((v) => safeNorm(text(v) as string)).filter((x): x is string => x !== undefined);
+      const all = new Set<string>();
+      for (const g of direct) {
+        all.add(g);
+        if (nested === 'flatten') for (const a of ancestors(g)) all.add(a);
+      }
+      const visible = new Set([...all].filter((g) => groups.has(g)));
+      userGroups.set(n, visible);
+      for (const g of visible) members.get(g)?.users.push(key);
+    }
+  }
+  if (nested === 'direct') {
+    for (const [g, ps] of parents) {
+      const ref = groups.get(g);
+      if (!ref) continue;
+      for (const p of ps) members.get(p)?.groups.push(ref.key);
+    }
+  }
+  for (const m of members.values()) {
+    m.users.sort();
+    m.groups.sort();
+  }
+  return { builtAt: Date.now(), groups, groupsByKey, usersByKey, userGroups, members };
+}
+
+/** The index, rebuilt at most every ttlMs; concurrent callers share one build. */
+export class MembershipCache {
+  private current: Index | undefined;
+  private building: Promise<Index> | undefined;
+
+  constructor(
+    private readonly build: () => Promise<Index>,
+    private readonly ttlMs: number,
+  ) {}
+
+  async get(): Promise<Index> {
+    if (this.current && Date.now() - this.current.builtAt < this.ttlMs) return this.current;
+    if (!this.building) {
+      this.building = this.build().then(
+        (idx) => {
+          this.current = idx;
+          this.building = undefined;
+          return idx;
+        },
+        (err: unknown) => {
+          this.building = undefined;
+          throw err;
+        },
+      );
+    }
+    return this.building;
+  }
+}

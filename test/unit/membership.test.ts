@@ -1,0 +1,99 @@
+import t from 'tap';
+import { eq, filterToString, simplify } from '../../src/directory/filter';
+import { defguardProfile, Mapper, selection, type AdEntry, type MembershipView } from '../../src/directory/mapping';
+import { buildIndex, MembershipCache, type IndexSources } from '../../src/directory/membership';
+import { VirtualTree } from '../../src/directory/tree';
+
+const B = 'DC=corp,DC=example';
+const e = (dn: string, attrs: Record<string, string[]>): AdEntry => ({ dn, attrs: new Map(Object.entries(attrs).map(([k, v]) => [k.toLowerCase(), v])) });
+const G = (cn: string, ou = 'Groups') => `CN=${cn},OU=${ou},${B}`;
+
+// Eng ⊂ Staff ⊂ All; Hidden (outside the groups source) ⊂ Staff; a cycle Loop1 <-> Loop2
+const allGroups = [
+  e(G('Eng'), { cn: ['Eng'], memberOf: [G('Staff')] }),
+  e(G('Staff'), { cn: ['Staff'], memberOf: [G('All')] }),
+  e(G('All'), { cn: ['All'] }),
+  e(G('Hidden', 'Other'), { cn: ['Hidden'], memberOf: [G('Staff')] }),
+  e(G('Loop1'), { cn: ['Loop1'], memberOf: [G('Loop2')] }),
+  e(G('Loop2'), { cn: ['Loop2'], memberOf: [G('Loop1')] }),
+];
+const visible = allGroups.filter((g) => !g.dn.includes('OU=Other'));
+const users = [
+  e(`CN=Alice,OU=People,${B}`, { sAMAccountName: ['alice'], memberOf: [G('Eng')] }),
+  e(`CN=Hugo,OU=People,${B}`, { sAMAccountName: ['hugo'], memberOf: [G('Hidden', 'Other')] }),
+  e(`CN=Lou,OU=People,${B}`, { sAMAccountName: ['lou'], memberOf: [G('Loop1')] }),
+  e(`CN=Nobody,OU=People,${B}`, { sAMAccountName: ['nobody'] }),
+];
+async function* pages(x: AdEntry[]) {
+  yield x;
+}
+const sources: IndexSources = { allGroups: () => pages(allGroups), visibleGroups: () => pages(visible), users: () => pages(users), groupKeyAttr: 'cn', userKeyAttr: 'sAMAccountName' };
+const norm = (dn: string) => dn.toLowerCase().replace(/ /g, '');
+
+t.test('nested groups are flattened, through groups that are not themselves shown', async (t) => {
+  const idx = await buildIndex(sources, 'flatten');
+  const groupsOf = (dn: string) => [...(idx.userGroups.get(norm(dn)) ?? [])].map((g) => idx.groups.get(g)?.key).sort();
+  t.same(groupsOf(`CN=Alice,OU=People,${B}`), ['All', 'Eng', 'Staff']);
+  t.same(groupsOf(`CN=Hugo,OU=People,${B}`), ['All', 'Staff'], 'Hidden is not shown, but its parents are');
+  t.same(groupsOf(`CN=Lou,OU=People,${B}`), ['Loop1', 'Loop2'], 'a nesting cycle terminates');
+  t.same(groupsOf(`CN=Nobody,OU=People,${B}`), []);
+  t.same(idx.members.get(norm(G('Staff')))?.users, ['alice', 'hugo']);
+  t.same(idx.members.get(norm(G('All')))?.users, ['alice', 'hugo']);
+  t.notOk(idx.groups.has(norm(G('Hidden', 'Other'))));
+});
+
+t.test('direct mode lists subgroups as members instead of flattening', async (t) => {
+  const idx = await buildIndex(sources, 'direct');
+  t.same(idx.members.get(norm(G('Staff'))), { users: [], groups: ['Eng'] });
+  t.same(idx.members.get(norm(G('Eng'))), { users: ['alice'], groups: [] });
+});
+
+t.test('membership values and filters through the mapper', async (t) => {
+  const idx = await buildIndex(sources, 'flatten');
+  const tree = new VirtualTree('dc=vpn,dc=example', 'ou=users', 'ou=groups');
+  const view: MembershipView = {
+    index: idx,
+    flatten: true,
+    userDN: (k) => tree.userDN(k),
+    groupDN: (k) => tree.groupDN(k),
+    adDN: (v) => {
+      const loc = tree.locate(v);
+      if (loc.kind === 'user') return idx.usersByKey.get(loc.key.toLowerCase())?.dn;
+      if (loc.kind === 'group') return idx.groupsByKey.get(loc.key.toLowerCase())?.dn;
+      return undefined;
+    },
+  };
+  const profile = defguardProfile({ groupClass: 'groupOfUniqueNames' });
+  const users = new Mapper(profile.users, 'uid');
+  const groups = new Mapper(profile.groups, 'cn');
+  const alice = users.mapAttributes(e(`CN=Alice,OU=People,${B}`, { sAMAccountName: ['alice'] }), selection(['memberOf']), view);
+  t.same(alice, [{ type: 'memberOf', values: ['cn=All,ou=groups,dc=vpn,dc=example', 'cn=Eng,ou=groups,dc=vpn,dc=example', 'cn=Staff,ou=groups,dc=vpn,dc=example'] }]);
+  const staff = groups.mapAttributes(e(G('Staff'), { cn: ['Staff'] }), selection(['uniqueMember']), view);
+  t.same(staff, [{ type: 'uniqueMember', values: ['uid=alice,ou=users,dc=vpn,dc=example', 'uid=hugo,ou=users,dc=vpn,dc=example'] }]);
+
+  t.equal(filterToString(simplify(users.rewrite(eq('memberOf', 'cn=Staff,ou=groups,dc=vpn,dc=example'), view))), `(memberOf:1.2.840.113556.1.4.1941:=${G('Staff')})`);
+  t.equal(filterToString(simplify(groups.rewrite(eq('uniqueMember', 'uid=alice,ou=users,dc=vpn,dc=example'), view))), `(member:1.2.840.113556.1.4.1941:=CN=Alice,OU=People,${B})`);
+  t.equal(filterToString(simplify(groups.rewrite({ type: 'present', attr: 'uniqueMember' }, view))), '(member=*)');
+  t.equal(simplify(users.rewrite(eq('memberOf', 'cn=NoSuchGroup,ou=groups,dc=vpn,dc=example'), view)).type, 'false', 'an unknown group matches nothing');
+  t.ok(users.filterNeedsIndex(eq('MEMBEROF', 'x')) && !users.filterNeedsIndex({ type: 'present', attr: 'memberOf' }));
+});
+
+t.test('the cache shares one build between concurrent callers and honours its TTL', async (t) => {
+  let builds = 0;
+  const cache = new MembershipCache(async () => {
+    builds++;
+    await new Promise((r) => setTimeout(r, 20));
+    return buildIndex(sources, 'flatten');
+  }, 60_000);
+  await Promise.all([cache.get(), cache.get(), cache.get()]);
+  await cache.get();
+  t.equal(builds, 1);
+  const zero = new MembershipCache(async () => {
+    builds++;
+    return buildIndex(sources, 'flatten');
+  }, 0);
+  await zero.get();
+  await new Promise((r) => setTimeout(r, 2));
+  await zero.get();
+  t.equal(builds, 3);
+});
