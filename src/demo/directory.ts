@@ -13,8 +13,8 @@ export const DEMO_BASE = 'DC=demo,DC=example';
 export const DEMO_DOMAIN = 'DEMO';
 export const DEMO_PASSWORD = 'demo-password'; // every demo user's password; documented in the README
 
-type Attrs = Record<string, string[]>;
-interface DemoEntry {
+export type Attrs = Record<string, string[]>;
+export interface DemoEntry {
   dn: string;
   attrs: Attrs;
 }
@@ -68,7 +68,7 @@ export function demoEntries(): DemoEntry[] {
 const AD_BIND_ERROR = (data: string) => `80090308: LdapErr: DSID-0C09042F, comment: AcceptSecurityContext error, data ${data}, v4563`;
 
 /** Local filter evaluation: this server *is* the directory, so here (and only here) that is right. */
-function matches(f: FilterNode, e: DemoEntry, all: Map<string, DemoEntry>): boolean {
+export function matches(f: FilterNode, e: DemoEntry, all: Map<string, DemoEntry>): boolean {
   const vals = (attr: string): string[] => {
     const k = Object.keys(e.attrs).find((a) => a.toLowerCase() === attr.toLowerCase());
     if (attr.toLowerCase() === 'distinguishedname') return [e.dn];

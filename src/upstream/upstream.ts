@@ -26,6 +26,9 @@ export interface UpstreamTiming {
   (op: 'search' | 'bind', dc: string, seconds: number, ok: boolean): void;
 }
 
+/** AD's ranged answer for a large multi-valued attribute: `member;range=0-1499` (MS-ADTS 3.1.1.3.1.3.3). */
+const RANGED = /^([^;]+);range=(\d+)-(\d+|\*)$/i;
+
 function toAdEntry(e: Entry): AdEntry {
   const attrs = new Map<string, AdValue[]>();
   for (const [k, v] of Object.entries(e)) {
@@ -34,6 +37,21 @@ function toAdEntry(e: Entry): AdEntry {
     if (values.length > 0) attrs.set(k.toLowerCase(), values);
   }
   return { dn: e.dn, attrs };
+}
+
+/** Ranged attributes still to fetch: name -> the next index, for every `x;range=a-b` with b not '*'. */
+function pendingRanges(e: AdEntry): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const key of [...e.attrs.keys()]) {
+    const m = RANGED.exec(key);
+    if (!m) continue;
+    const name = (m[1] as string).toLowerCase();
+    const values = e.attrs.get(key) as AdValue[];
+    e.attrs.delete(key);
+    e.attrs.set(name, [...(e.attrs.get(name) ?? []), ...values]);
+    if (m[3] !== '*') out.set(name, Number(m[3]) + 1);
+  }
+  return out;
 }
 
 export class Upstream {
@@ -81,6 +99,26 @@ export class Upstream {
     }
   }
 
+  /** Complete every ranged attribute of a page's entries, so callers only ever see whole attributes. */
+  private async completeRanges(entries: AdEntry[]): Promise<AdEntry[]> {
+    for (const e of entries) {
+      let pending = pendingRanges(e);
+      while (pending.size > 0) {
+        const attributes = [...pending].map(([name, from]) => `${name};range=${from}-*`);
+        const res = await this.service.use((c) => c.client.search(e.dn, { scope: 'base', filter: '(objectClass=*)', attributes, explicitBufferAttributes: BINARY_ATTRIBUTES }));
+        const more = res.searchEntries[0];
+        if (!more) break;
+        const next = toAdEntry(more);
+        for (const [k, v] of next.attrs) if (RANGED.test(k)) e.attrs.set(k, v);
+        const before = pending;
+        pending = pendingRanges(e);
+        // a DC that answers a range request with no range would loop forever: stop instead
+        if ([...pending].every(([n, from]) => before.get(n) === from)) break;
+      }
+    }
+    return entries;
+  }
+
   private async *searchOnce(q: UpstreamQuery): AsyncGenerator<AdEntry[]> {
     const opts = {
       scope: q.scope,
@@ -93,7 +131,7 @@ export class Upstream {
     if (q.scope === 'base') {
       const t0 = process.hrtime.bigint();
       const res = await this.service.use(async (c) => this.timed('search', c, t0, () => c.client.search(q.base, { ...opts, paged: false })));
-      yield res.searchEntries.map(toAdEntry);
+      yield await this.completeRanges(res.searchEntries.map(toAdEntry));
       return;
     }
     const conn = await this.service.acquire();
@@ -101,7 +139,7 @@ export class Upstream {
     let failure: unknown;
     try {
       for await (const page of conn.client.searchPaginated(q.base, opts)) {
-        yield page.searchEntries.map(toAdEntry);
+        yield await this.completeRanges(page.searchEntries.map(toAdEntry));
       }
     } catch (err) {
       failure = err;
