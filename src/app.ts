@@ -5,6 +5,7 @@ import { Authenticator } from './auth/authenticator';
 import type { Identity } from './auth/identity';
 import { upstreamSchema, type Config, type UpstreamConfig } from './config/schema';
 import { startDemoDirectory, type DemoDirectory } from './demo/directory';
+import { SearchCache } from './directory/cache';
 import { flavors } from './directory/flavors';
 import { Mapper, withOverrides, type Rule } from './directory/mapping';
 import { buildIndex, MembershipCache } from './directory/membership';
@@ -102,7 +103,8 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     },
   });
 
-  const runner = new SearchRunner(directory, cfg.directory.paging);
+  const cache = new SearchCache(cfg.cache, (e) => metrics.cache(e));
+  const runner = new SearchRunner(directory, cfg.directory.paging, cache);
 
   const auth = new Authenticator({
     tree,
@@ -131,10 +133,11 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
       }
       if (who?.kind === 'consumer') {
         if (!who.access.search) return { code: ResultCode.insufficientAccessRights, message: `consumer ${who.name} may not search` };
-        return runner.run(op, { subtrees: who.access.subtrees, attributes: who.access.attributes }, session, sink);
+        return runner.run(op, { subtrees: who.access.subtrees, attributes: who.access.attributes }, session, sink, `consumer:${who.name}`);
       }
       // an end user sees their own entry and the groups; anonymous (when allowed) sees the tree
-      return runner.run(op, who?.kind === 'user' ? { onlyUser: who.username } : {}, session, sink);
+      if (who?.kind === 'user') return runner.run(op, { onlyUser: who.username }, session, sink, `user:${who.adDn}`);
+      return runner.run(op, {}, session, sink, 'anonymous');
     },
     whoami: (session) => (session.identity ? `dn:${session.identity.dn}` : ''),
     closed: (session) => void runner.closeSession(session),

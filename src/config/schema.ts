@@ -140,6 +140,15 @@ export const configSchema = z
       })
       .default({ anonymous: 'rootdse', diagnostics: 'reason' }),
     consumers: z.array(consumer).default([]),
+    // cache of whole, small, non-paged search results per identity; ttlMs: 0 turns it off
+    cache: z
+      .strictObject({
+        ttlMs: z.int().nonnegative().default(30_000),
+        maxSearches: z.int().positive().default(10_000),
+        maxBytes: z.int().positive().default(64 * 1024 * 1024),
+        maxResultEntries: z.int().positive().default(100),
+      })
+      .default({ ttlMs: 30_000, maxSearches: 10_000, maxBytes: 64 * 1024 * 1024, maxResultEntries: 100 }),
   })
   .superRefine((v, ctx) => {
     if (!v.demo && !v.upstream) ctx.addIssue({ code: 'custom', message: 'required unless demo: true', path: ['upstream'] });

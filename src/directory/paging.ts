@@ -3,6 +3,7 @@
 // pages, and the failure rule. Memory per paged listing is bounded by one upstream page: the entry
 // generator is suspended between client pages, never drained into a buffer.
 import { randomBytes } from 'node:crypto';
+import type { SearchCache } from './cache';
 import { filterToString } from './filter';
 import { UpstreamFailure, type DirectorySearch, type SearchScope } from './search';
 import { ResultCode, type Entry, type LdapResult, type SearchOp, type SearchOutcome, type SearchSink } from '../server/types';
@@ -33,10 +34,12 @@ export class SearchRunner {
   constructor(
     private readonly dir: DirectorySearch,
     private readonly o: PagingOptions,
+    private readonly cache?: SearchCache,
   ) {}
 
-  run(op: SearchOp, scope: SearchScope, session: object, sink: SearchSink): Promise<SearchOutcome> {
-    return op.paged ? this.paged(op, scope, session, sink) : this.whole(op, scope, sink);
+  /** identity: the cache partition (who is asking, as authorization sees it) */
+  run(op: SearchOp, scope: SearchScope, session: object, sink: SearchSink, identity: string): Promise<SearchOutcome> {
+    return op.paged ? this.paged(op, scope, session, sink) : this.whole(op, scope, sink, identity);
   }
 
   /** Close every open paged search of a connection (it went away). */
@@ -47,18 +50,31 @@ export class SearchRunner {
     await Promise.all([...store.values()].map((c) => c.gen.return({ code: 0 }).catch(() => undefined)));
   }
 
-  private async whole(op: SearchOp, scope: SearchScope, sink: SearchSink): Promise<SearchOutcome> {
+  private async whole(op: SearchOp, scope: SearchScope, sink: SearchSink, identity: string): Promise<SearchOutcome> {
+    const key = this.cache?.enabled ? this.cache.key(identity, op) : undefined;
+    const hit = key ? this.cache?.get(key) : undefined;
+    if (hit) {
+      for (const e of hit.entries) await sink.entry(e);
+      return hit.end;
+    }
     const gen = this.dir.entries(op, scope);
     const startedAt = Date.now();
+    // kept for the cache only while the result is small enough to be cached
+    let kept: Entry[] | undefined = key ? [] : undefined;
     let sent = 0;
     try {
       for (;;) {
         const r = await gen.next();
-        if (r.done) return r.value;
+        if (r.done) {
+          if (key && kept && r.value.code === ResultCode.success) this.cache?.set(key, { entries: kept, end: r.value });
+          return r.value;
+        }
         const limit = this.limit(op, sent, Date.now() - startedAt);
         if (limit) return limit;
         await sink.entry(r.value);
         sent++;
+        if (kept && kept.length < (this.cache?.o.maxResultEntries ?? 0)) kept.push(r.value);
+        else kept = undefined;
       }
     } catch (err) {
       if (!(err instanceof UpstreamFailure)) throw err;

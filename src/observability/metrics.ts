@@ -21,6 +21,8 @@ export class Metrics {
   readonly binds = new Counter({ name: 'ldap_gateway_binds_total', help: 'Bind attempts by result and reason', labelNames: ['result', 'reason'] as const, registers: [this.registry] });
   readonly connections = new Gauge({ name: 'ldap_gateway_client_connections', help: 'Open client connections', labelNames: ['tls'] as const, registers: [this.registry] });
   readonly rejected = new Counter({ name: 'ldap_gateway_rejected_total', help: 'Connections or requests refused by a limit or as malformed', labelNames: ['reason'] as const, registers: [this.registry] });
+  readonly cacheRequests = new Counter({ name: 'ldap_gateway_cache_requests_total', help: 'Search cache look-ups by result (hit, miss)', labelNames: ['result'] as const, registers: [this.registry] });
+  readonly cacheEvictions = new Counter({ name: 'ldap_gateway_cache_evictions_total', help: 'Search results evicted from the cache to stay within its size bound', registers: [this.registry] });
   readonly upstreamDuration = new Histogram({ name: 'ldap_gateway_upstream_duration_seconds', help: 'Upstream operation latency, by operation and domain controller', labelNames: ['op', 'dc', 'outcome'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
 
   constructor() {
@@ -37,6 +39,11 @@ export class Metrics {
     connection: (delta, tls) => this.connections.inc({ tls: String(tls) }, delta),
     rejected: (reason) => this.rejected.inc({ reason }),
   };
+
+  cache(e: 'hit' | 'miss' | 'evict'): void {
+    if (e === 'evict') this.cacheEvictions.inc();
+    else this.cacheRequests.inc({ result: e });
+  }
 
   bind(result: 'success' | 'failure', reason: BindReason): void {
     this.binds.inc({ result, reason });

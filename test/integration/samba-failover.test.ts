@@ -139,3 +139,28 @@ t.test('with every DC down, binds fail fast with unavailable (52) and /readyz sa
   const r = await d.search('ou=users,dc=vpn,dc=example,dc=test', { filter: '(uid=bob)', attributes: ['uid'] });
   t.equal(r.searchEntries.length, 1, 'and searches too (the service pool reconnected)');
 });
+
+t.test('a DC that dies in the middle of a paged listing: the connection is dropped, no SearchResultDone', async (t) => {
+  // only DCS[0] is up now (the previous test brought it back); DCS[1] is down
+  const c = new Client({ url: g.url, timeout: 10_000 });
+  t.teardown(() => c.unbind().catch(() => undefined));
+  await c.bind('cn=defguard,dc=vpn,dc=example,dc=test', CONSUMER_PASSWORD);
+  const pages = c.searchPaginated('ou=users,dc=vpn,dc=example,dc=test', { filter: '(objectClass=inetOrgPerson)', attributes: ['uid'], paged: { pageSize: 200 } });
+  const first = await pages.next();
+  t.equal(first.value?.searchEntries.length, 200, 'the first page arrived');
+  await bed('down', DCS[0] as (typeof DCS)[number]);
+  let got = 200;
+  let err: unknown;
+  try {
+    for (;;) {
+      const p = await pages.next();
+      if (p.done) break;
+      got += p.value.searchEntries.length;
+    }
+  } catch (e) {
+    err = e;
+  }
+  t.ok(err, `the listing failed instead of ending (${got} entries seen of ~1518)`);
+  t.notOk((err as { code?: number } | undefined)?.code, 'by a closed connection, not by an LDAP result a client could take as the end');
+  t.ok(g.logs.some((l) => l.includes('dropping the connection')), 'logged');
+});

@@ -128,3 +128,24 @@ t.test('a size limit ends the search with sizeLimitExceeded after that many entr
   t.equal(r.code, 4, 'ldapsearch exits with the result code');
   t.equal(r.stdout.split('\n').filter((l) => l.startsWith('dn: ')).length, 5);
 });
+
+t.test('repeated searches are served from the cache, never across identities', async (t) => {
+  const count = async (result: string) => {
+    const text = await (await fetch(`${g.httpUrl}/metrics`)).text();
+    return Number(new RegExp(`^ldap_gateway_cache_requests_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  };
+  const filter = '(|(uid=alice)(uid=bob))';
+  const hits0 = await count('hit');
+  const a = await c.search(USERS, { filter, attributes: ['uid', 'mail'] });
+  const b = await c.search(USERS, { filter, attributes: ['uid', 'mail'] });
+  t.same(b.searchEntries, a.searchEntries);
+  t.equal(a.searchEntries.length, 2);
+  t.equal((await count('hit')) - hits0, 1, 'the second identical search was a hit');
+
+  const u = new Client({ url: g.url, timeout: 10_000 });
+  t.teardown(() => u.unbind().catch(() => undefined));
+  await u.bind('alice', PW);
+  const mine = await u.search(USERS, { filter, attributes: ['uid', 'mail'] });
+  t.same(mine.searchEntries.map((e) => e.uid), ['alice'], "alice does not get the consumer's cached answer");
+  t.equal((await count('hit')) - hits0, 1, 'that was a miss');
+});

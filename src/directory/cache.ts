@@ -1,0 +1,63 @@
+// The search cache: whole, small results of non-paged searches, keyed by the effective identity and the
+// full request, so a result is never served to another identity. Time-bounded (TTL) and size-bounded.
+// Nothing invalidates an entry early: a change in AD shows after at most ttlMs.
+import { LRUCache } from 'lru-cache';
+import { filterToString } from './filter';
+import type { Entry, LdapResult, SearchOp } from '../server/types';
+
+export interface CacheOptions {
+  ttlMs: number; // 0 disables the cache
+  maxSearches: number;
+  maxBytes: number;
+  /** results with more entries than this are not cached */
+  maxResultEntries: number;
+}
+
+export interface CachedResult {
+  entries: Entry[];
+  end: LdapResult;
+}
+
+export type CacheEvent = 'hit' | 'miss' | 'evict';
+
+const sizeOf = (r: CachedResult) => r.entries.reduce((n, e) => n + e.dn.length + e.attributes.reduce((m, a) => m + a.type.length + a.values.reduce((k, v) => k + v.length + 16, 0), 0), 64);
+
+export class SearchCache {
+  private readonly lru: LRUCache<string, CachedResult> | undefined;
+
+  constructor(
+    readonly o: CacheOptions,
+    private readonly onEvent: (e: CacheEvent) => void = () => undefined,
+  ) {
+    if (o.ttlMs <= 0) return;
+    this.lru = new LRUCache<string, CachedResult>({
+      max: o.maxSearches,
+      maxSize: o.maxBytes,
+      sizeCalculation: (r) => Math.max(1, sizeOf(r)),
+      ttl: o.ttlMs,
+      dispose: (_v, _k, reason) => {
+        if (reason === 'evict') this.onEvent('evict');
+      },
+    });
+  }
+
+  get enabled(): boolean {
+    return this.lru !== undefined;
+  }
+
+  /** identity: who is asking, as the authorization sees it (e.g. `consumer:defguard`, `user:<AD DN>`) */
+  key(identity: string, op: SearchOp): string {
+    return JSON.stringify([identity, op.base.trim().toLowerCase(), op.scope, filterToString(op.filter), op.attributes, op.sizeLimit, op.typesOnly]);
+  }
+
+  get(key: string): CachedResult | undefined {
+    if (!this.lru) return undefined;
+    const r = this.lru.get(key);
+    this.onEvent(r ? 'hit' : 'miss');
+    return r;
+  }
+
+  set(key: string, r: CachedResult): void {
+    if (this.lru && r.entries.length <= this.o.maxResultEntries) this.lru.set(key, r);
+  }
+}
