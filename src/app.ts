@@ -54,7 +54,8 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     for (const d of upstream.dcs.dcs) g.set({ dc: d.url }, d.up ? 1 : 0);
   });
 
-  const tree = new VirtualTree(cfg.directory.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn);
+  const transparent = cfg.directory.mode === 'transparent';
+  const tree = new VirtualTree(cfg.directory.baseDN ?? upCfg.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn);
   const flavor = flavors[upCfg.flavor];
   const profile = flavor.profile({ groupClass: cfg.directory.groups.objectClass });
   const users = new Mapper(withOverrides(profile.users, cfg.directory.users.attributes as Record<string, Rule | null> | undefined), 'uid');
@@ -92,8 +93,10 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     source,
     membership,
     inChain: flavor.inChain && cfg.directory.groups.nested === 'flatten',
+    transparent,
+    adBaseDN: upCfg.baseDN,
     rootDSE: {
-      namingContexts: [tree.baseDN],
+      namingContexts: [transparent ? upCfg.baseDN : tree.baseDN],
       supportedLDAPVersion: ['3'],
       supportedControl: ['1.2.840.113556.1.4.319'],
       supportedExtension: ['1.3.6.1.4.1.4203.1.11.3', ...(tlsOn && cfg.listen.startTLS ? ['1.3.6.1.4.1.1466.20037'] : [])],
@@ -114,6 +117,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     userClass: flavor.userClass,
     keyAttr: users.dnSource,
     upnAttr: flavor.upnAttr,
+    transparent,
     consumers: cfg.consumers,
     domain: upCfg.domain,
     mail: cfg.directory.bindNames.mail,

@@ -28,6 +28,8 @@ export interface AuthOptions {
   userClass: string;
   keyAttr: string;
   upnAttr: string;
+  /** transparent mode: every DN is an AD DN, and identities are named by their AD DN */
+  transparent: boolean;
   consumers: ConsumerConfig[];
   domain?: string;
   mail: boolean;
@@ -121,7 +123,7 @@ export class Authenticator {
       return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn, access: consumer.access } } : { reason: 'bad_credentials', consumer: consumer.name };
     }
 
-    const name = classifyBindName(op.name, this.o.tree);
+    const name = classifyBindName(op.name, this.o.transparent ? undefined : this.o.tree);
     if (name.form === 'invalid') return { reason: 'invalid_name' };
     if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return { reason: 'unknown_user' };
 
@@ -142,7 +144,7 @@ export class Authenticator {
 
     const r = await this.o.upstream.bind(ad.dn, op.password);
     if (!r.ok) return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
-    return { reason: 'ok', entry, dc: r.dc, identity: { kind: 'user', dn: this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
+    return { reason: 'ok', entry, dc: r.dc, identity: { kind: 'user', dn: this.o.transparent ? ad.dn : this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
   }
 
   private consumerFor(name: string) {

@@ -11,7 +11,8 @@ export type BindName =
   | { form: 'username'; username: string }
   | { form: 'invalid'; why: string };
 
-export function classifyBindName(name: string, tree: VirtualTree): BindName {
+/** tree: the virtual tree whose DNs are recognised; absent in transparent mode (every DN is AD's) */
+export function classifyBindName(name: string, tree?: VirtualTree): BindName {
   const n = name.trim();
   if (n.includes('=')) {
     try {
@@ -20,7 +21,7 @@ export function classifyBindName(name: string, tree: VirtualTree): BindName {
       if (err instanceof DnSyntaxError) return { form: 'invalid', why: 'malformed DN' };
       throw err;
     }
-    const loc = tree.locate(n);
+    const loc = tree?.locate(n) ?? { kind: 'outside' };
     if (loc.kind === 'user') return { form: 'virtual-dn', username: loc.key };
     if (loc.kind !== 'outside') return { form: 'invalid', why: 'not a user entry of the virtual directory' };
     return { form: 'ad-dn', dn: n };

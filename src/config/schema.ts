@@ -87,7 +87,10 @@ const attributeRule = z.union([
 const attributeOverrides = z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'an attribute name'), attributeRule.nullable());
 
 const directory = z.strictObject({
-  baseDN: dn,
+  // virtual: a clean tree under baseDN (uid=<name>,ou=users / cn=<name>,ou=groups);
+  // transparent: AD's own DNs and tree, only attributes and object classes mapped
+  mode: z.enum(['virtual', 'transparent']).default('virtual'),
+  baseDN: dn.optional(),
   users: z
     .strictObject({ rdn: z.string().default('ou=users'), source: source.default({}), attributes: attributeOverrides.optional() })
     .default({ rdn: 'ou=users', source: {} }),
@@ -153,6 +156,7 @@ export const configSchema = z
   .superRefine((v, ctx) => {
     if (!v.demo && !v.upstream) ctx.addIssue({ code: 'custom', message: 'required unless demo: true', path: ['upstream'] });
     if (v.demo && v.upstream) ctx.addIssue({ code: 'custom', message: 'demo: true brings its own upstream; remove this block', path: ['upstream'] });
+    if (v.directory.mode === 'virtual' && !v.directory.baseDN) ctx.addIssue({ code: 'custom', message: 'required in virtual mode', path: ['directory', 'baseDN'] });
   });
 
 export type Config = z.infer<typeof configSchema>;

@@ -3,7 +3,7 @@
 // In the spirit of slapo-rwm's `rwm-map attribute uid sAMAccountName`: data, not `if (name === 'uid')`.
 import { and, FALSE, not, or, TRUE, type FilterNode } from './filter';
 import { normalizeDN } from './dn';
-import type { Index } from './membership';
+import type { GroupRef, Index, UserRef } from './membership';
 import { transforms, type TransformName } from './transforms';
 
 import type { AdValue } from './transforms';
@@ -115,8 +115,9 @@ interface CompiledRule {
 export interface MembershipView {
   index: Index;
   flatten: boolean;
-  userDN(key: string): string;
-  groupDN(key: string): string;
+  /** how a member or group is named to clients: its virtual DN, or (transparent mode) its AD DN */
+  userDN(ref: UserRef): string;
+  groupDN(ref: GroupRef): string;
   /** a virtual (or AD) DN in a filter value -> the AD DN it stands for; undefined if unknown */
   adDN(value: string): string | undefined;
 }
@@ -275,11 +276,11 @@ function computed(kind: 'memberOf' | 'members', adDn: string, m: MembershipView)
     const out: string[] = [];
     for (const g of m.index.userGroups.get(norm) ?? []) {
       const ref = m.index.groups.get(g);
-      if (ref) out.push(m.groupDN(ref.key));
+      if (ref) out.push(m.groupDN(ref));
     }
     return out.sort(); // byte-stable across calls
   }
   const mem = m.index.members.get(norm);
   if (!mem) return [];
-  return [...mem.users.map((k) => m.userDN(k)), ...mem.groups.map((k) => m.groupDN(k))];
+  return [...mem.users.map((r) => m.userDN(r)), ...mem.groups.map((r) => m.groupDN(r))];
 }

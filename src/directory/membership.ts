@@ -26,8 +26,8 @@ export interface Index {
   usersByKey: Map<string, UserRef>;
   /** normalized user DN -> normalized DNs of the visible groups they belong to */
   userGroups: Map<string, Set<string>>;
-  /** normalized group DN -> user keys (and, with nested: direct, the keys of visible subgroups) */
-  members: Map<string, { users: string[]; groups: string[] }>;
+  /** normalized group DN -> its users (and, with nested: direct, its visible subgroups), sorted by key */
+  members: Map<string, { users: UserRef[]; groups: GroupRef[] }>;
 }
 
 export interface IndexSources {
@@ -92,14 +92,15 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
 
   const usersByKey = new Map<string, UserRef>();
   const userGroups = new Map<string, Set<string>>();
-  const members = new Map<string, { users: string[]; groups: string[] }>();
+  const members = new Map<string, { users: UserRef[]; groups: GroupRef[] }>();
   for (const n of groups.keys()) members.set(n, { users: [], groups: [] });
   for await (const page of src.users()) {
     for (const u of page) {
       const n = safeNorm(u.dn);
       const key = text(u.attrs.get(src.userKeyAttr.toLowerCase())?.[0]);
       if (!n || !key) continue;
-      usersByKey.set(key.toLowerCase(), { key, dn: u.dn });
+      const ref = { key, dn: u.dn };
+      usersByKey.set(key.toLowerCase(), ref);
       const direct = (u.attrs.get('memberof') ?? []).map((v) => safeNorm(text(v) as string)).filter((x): x is string => x !== undefined);
       const all = new Set<string>();
       for (const g of direct) {
@@ -108,19 +109,20 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
       }
       const visible = new Set([...all].filter((g) => groups.has(g)));
       userGroups.set(n, visible);
-      for (const g of visible) members.get(g)?.users.push(key);
+      for (const g of visible) members.get(g)?.users.push(ref);
     }
   }
   if (nested === 'direct') {
     for (const [g, ps] of parents) {
       const ref = groups.get(g);
       if (!ref) continue;
-      for (const p of ps) members.get(p)?.groups.push(ref.key);
+      for (const p of ps) members.get(p)?.groups.push(ref);
     }
   }
+  const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
   for (const m of members.values()) {
-    m.users.sort();
-    m.groups.sort();
+    m.users.sort(byKey);
+    m.groups.sort(byKey);
   }
   return { builtAt: Date.now(), groups, groupsByKey, usersByKey, userGroups, members };
 }

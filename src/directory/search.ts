@@ -2,7 +2,7 @@
 // pages through the mapper as a generator, and say how it ends. Filters are rewritten into AD terms and
 // evaluated by AD; the only local matching is over the few synthetic entries we own (root, containers,
 // rootDSE). Paging, limits and failure handling are the caller's (paging.ts), one entry at a time.
-import { DnSyntaxError } from './dn';
+import { DnSyntaxError, isWithin, normalizeDN } from './dn';
 import { and, eq, filterToString, hideTerms, simplify, type FilterNode } from './filter';
 import { mayRead, selection, type AdEntry, type Mapper, type MembershipView, type Selection } from './mapping';
 import type { MembershipCache } from './membership';
@@ -47,21 +47,34 @@ export interface DirectoryOptions {
   membership: MembershipCache;
   /** membership filters use AD's in-chain rule (nested groups flattened on AD's side too) */
   inChain: boolean;
+  /** transparent mode: clients see AD's own DNs under adBaseDN; only attributes are mapped */
+  transparent: boolean;
+  adBaseDN: string;
   rootDSE: Record<string, string[]>;
 }
 
 /** The directory behind the gateway failed; what was already sent may be incomplete. */
 export class UpstreamFailure extends Error {
+  /** the LDAP result code, when the directory answered with one */
+  readonly code: number | undefined;
   constructor(cause: unknown) {
     super(cause instanceof Error ? cause.message : String(cause));
     this.name = 'UpstreamFailure';
+    const code = (cause as { code?: unknown }).code;
+    this.code = typeof code === 'number' ? code : undefined;
   }
+}
+
+/** Which entries of one kind a search covers: a virtual key, or (transparent mode) an AD base and scope. */
+interface KindPlan {
+  key?: string;
+  at?: { base: string; scope: 'base' | 'one' | 'sub' };
 }
 
 interface Plan {
   synthetic: Entry[];
-  users?: { key?: string };
-  groups?: { key?: string };
+  users?: KindPlan;
+  groups?: KindPlan;
 }
 
 /** Match a filter against one of our own synthetic entries (equality and presence, case-insensitive). */
@@ -113,15 +126,30 @@ export class DirectorySearch {
 
   private plan(op: SearchOp, scope: SearchScope): Plan | 'noSuchObject' | 'rootDSE' {
     if (op.base.trim() === '') return op.scope === 'base' ? 'rootDSE' : 'noSuchObject';
-    const plan = this.planTree(op);
+    const plan = this.o.transparent ? this.planAD(op) : this.planTree(op);
     if (typeof plan === 'string' || !scope.subtrees) return plan;
     // a subtree the identity may not see does not exist for it
     const users = scope.subtrees.includes('users');
     const groups = scope.subtrees.includes('groups');
     const hidden = (e: Entry) => (!users && e === this.usersContainer) || (!groups && e === this.groupsContainer);
-    const loc = this.o.tree.locate(op.base);
+    const loc = this.o.transparent ? { kind: 'outside' } : this.o.tree.locate(op.base);
     if ((!users && (loc.kind === 'users' || loc.kind === 'user')) || (!groups && (loc.kind === 'groups' || loc.kind === 'group'))) return 'noSuchObject';
     return { synthetic: plan.synthetic.filter((e) => !hidden(e)), ...(users && plan.users ? { users: plan.users } : {}), ...(groups && plan.groups ? { groups: plan.groups } : {}) };
+  }
+
+  /** Transparent mode: the client's base and scope, intersected with each kind's source in AD. */
+  private planAD(op: SearchOp): Plan | 'noSuchObject' {
+    const base = normalizeDN(op.base);
+    if (!isWithin(base, normalizeDN(this.o.adBaseDN))) return 'noSuchObject';
+    const at = (src: KindSource): KindPlan | undefined => {
+      const s = normalizeDN(src.base);
+      if (isWithin(base, s)) return { at: { base: op.base, scope: op.scope } };
+      if (op.scope === 'sub' && isWithin(s, base)) return { at: { base: src.base, scope: 'sub' } };
+      return undefined; // the source lies elsewhere, or deeper than one level can reach
+    };
+    const users = at(this.o.usersSource);
+    const groups = at(this.o.groupsSource);
+    return { synthetic: [], ...(users ? { users } : {}), ...(groups ? { groups } : {}) };
   }
 
   private planTree(op: SearchOp): Plan | 'noSuchObject' {
@@ -157,9 +185,10 @@ export class DirectorySearch {
     return {
       index,
       flatten: this.o.inChain,
-      userDN: (k) => tree.userDN(k),
-      groupDN: (k) => tree.groupDN(k),
+      userDN: (r) => (this.o.transparent ? r.dn : tree.userDN(r.key)),
+      groupDN: (r) => (this.o.transparent ? r.dn : tree.groupDN(r.key)),
       adDN: (value) => {
+        if (this.o.transparent) return value;
         let loc;
         try {
           loc = tree.locate(value);
@@ -195,34 +224,57 @@ export class DirectorySearch {
 
     for (const e of plan.synthetic) if (matchesSynthetic(filter, e)) yield select(e, sel);
 
-    const kinds: Array<{ mapper: Mapper; source: KindSource; key?: string; classFilter: string; dn: (k: string) => string; only?: string }> = [];
-    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, key: plan.users.key, classFilter: this.o.userClass, dn: (k) => this.o.tree.userDN(k), only: scope.onlyUser });
-    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, key: plan.groups.key, classFilter: this.o.groupClass, dn: (k) => this.o.tree.groupDN(k) });
+    const kinds: Array<{ mapper: Mapper; source: KindSource; plan: KindPlan; classFilter: string; dn: (k: string, ad: AdEntry) => string; only?: string }> = [];
+    const name = (virtual: (k: string) => string) => (k: string, ad: AdEntry) => (this.o.transparent ? ad.dn : virtual(k));
+    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, plan: plan.users, classFilter: this.o.userClass, dn: name((k) => this.o.tree.userDN(k)), only: scope.onlyUser });
+    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, plan: plan.groups, classFilter: this.o.groupClass, dn: name((k) => this.o.tree.groupDN(k)) });
     const view = kinds.some((k) => k.mapper.selectionNeedsIndex(sel) || k.mapper.filterNeedsIndex(filter)) ? await this.view() : undefined;
 
+    let total = 0;
     for (const k of kinds) {
       const scoped: FilterNode[] = [];
-      if (k.key !== undefined) scoped.push(eq(k.mapper.dnSource, k.key));
+      if (k.plan.key !== undefined) scoped.push(eq(k.mapper.dnSource, k.plan.key));
       if (k.only !== undefined) scoped.push(eq(k.mapper.dnSource, k.only));
       const rewritten = simplify(and(k.mapper.rewrite(filter, view), ...scoped));
       const query = (f: FilterNode) => `(&${k.classFilter}${k.source.filter ?? ''}${f.type === 'true' ? '' : filterToString(f)})`;
+      const at = k.plan.at ?? { base: k.source.base, scope: 'sub' as const };
       let found = 0;
       if (rewritten.type !== 'false') {
-        for await (const page of guarded(this.o.source.search({ base: k.source.base, scope: 'sub', filter: query(rewritten), attributes: k.mapper.sourceAttributes(sel) }))) {
-          for (const ad of page) {
-            const key = k.mapper.keyOf(ad);
-            if (key === undefined) continue;
-            found++;
-            yield { dn: k.dn(key), attributes: k.mapper.mapAttributes(ad, sel, view) };
+        try {
+          for await (const page of guarded(this.o.source.search({ base: at.base, scope: at.scope, filter: query(rewritten), attributes: k.mapper.sourceAttributes(sel) }))) {
+            for (const ad of page) {
+              const key = k.mapper.keyOf(ad);
+              if (key === undefined) continue;
+              found++;
+              yield { dn: k.dn(key, ad), attributes: k.mapper.mapAttributes(ad, sel, view) };
+            }
           }
+        } catch (err) {
+          // transparent mode: a base that does not exist in AD is noSuchObject, answered below
+          if (!(this.o.transparent && err instanceof UpstreamFailure && err.code === ResultCode.noSuchObject)) throw err;
         }
       }
+      total += found;
       // a search based at one user or group that does not exist (or is not visible) is noSuchObject
-      if (found === 0 && k.key !== undefined && !(await this.exists(k.source, query(simplify(and(...scoped)))))) {
+      if (found === 0 && k.plan.key !== undefined && !(await this.exists(k.source, query(simplify(and(...scoped)))))) {
         return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
       }
     }
+    if (this.o.transparent && total === 0 && !(await this.existsAt(op.base))) {
+      return { code: ResultCode.noSuchObject, message: 'no such entry', matchedDN: this.o.adBaseDN };
+    }
     return { code: ResultCode.success };
+  }
+
+  /** Whether an AD entry exists at this DN (transparent mode). */
+  private async existsAt(dn: string): Promise<boolean> {
+    try {
+      for await (const page of guarded(this.o.source.search({ base: dn, scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] }))) if (page.length > 0) return true;
+    } catch (err) {
+      if (err instanceof UpstreamFailure && err.code === ResultCode.noSuchObject) return false;
+      throw err;
+    }
+    return false;
   }
 
   private async exists(source: KindSource, filter: string): Promise<boolean> {

@@ -52,6 +52,18 @@ t.test('DNs are clean and byte-identical across calls: escaped comma, non-ASCII,
   t.same(a.searchEntries.map((e) => e.cn).sort(), ['Ann (Contractor) Star*', 'Doe, John', 'José Müller', "O'Brien, Pat"]);
 });
 
+t.test('a non-ASCII group name comes out as clean UTF-8 in DNs, and works in filters', async (t) => {
+  const r = await c.search(USERS, { filter: '(uid=jmuller)', attributes: ['memberOf'] });
+  t.ok([r.searchEntries[0]?.memberOf].flat().includes(`cn=Ingeniería,ou=groups,${BASE}`), 'memberOf holds the UTF-8 DN');
+  const g2 = await c.search(`ou=groups,${BASE}`, { filter: '(cn=Ingeniería)', attributes: ['uniqueMember'] });
+  t.equal(g2.searchEntries[0]?.dn, `cn=Ingeniería,ou=groups,${BASE}`);
+  t.same(g2.searchEntries[0]?.uniqueMember, `uid=jmuller,${USERS}`);
+  const back = await c.search(USERS, { filter: `(memberOf=cn=Ingeniería,ou=groups,${BASE})`, attributes: ['uid'] });
+  t.same(back.searchEntries.map((e) => e.uid), ['jmuller']);
+  const base = await c.search(`cn=Ingeniería,ou=groups,${BASE}`, { scope: 'base', attributes: ['cn'] });
+  t.equal(base.searchEntries[0]?.cn, 'Ingeniería');
+});
+
 t.test('non-ASCII and special characters in filter values reach AD intact', async (t) => {
   const r1 = await c.search(USERS, { filter: '(givenName=José)', attributes: ['uid'] });
   t.same(r1.searchEntries.map((e) => e.uid), ['jmuller']);

@@ -246,6 +246,8 @@ mobile: +49 170 1234
 EOF
   st group add VPN --groupou=OU=Groups --description='may use the VPN'
   st group addmembers VPN Staff,jdoe
+  st group add 'Ingeniería' --groupou=OU=Groups   # a non-ASCII group name
+  st group addmembers 'Ingeniería' jmuller
 }
 
 populate_biggroup() {   # one group with every bulk user plus alice (> 1500 members)

@@ -31,6 +31,8 @@ trap cleanup EXIT INT TERM
 
 t0=$(date +%s)
 mkdir -p "$CACHE"
+# templates of earlier testbed versions are never used again
+find "$CACHE" -maxdepth 1 -name 'samba-template-*' ! -name "$(basename "$TPL")" -exec rm -rf {} + 2>/dev/null || true
 if [ ! -f "$TPL/.populated" ]; then
   echo "with-servers: building the Samba AD template (once per testbed version)" >&2
   rm -rf "$TPL"

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { PduFramer, peekEnvelope } from '../../src/server/framing';
+import { encodeEntry, Parser } from '../../src/server/ldapjs';
 
 // an UnbindRequest (messageID 5) and a 200-byte dummy PDU with long-form length
 const unbind = Buffer.from('30050201054200', 'hex');
@@ -34,4 +35,22 @@ t.test('reads the envelope of a PDU ldapjs could not decode', async (t) => {
   t.same(peekEnvelope(unbind), { messageId: 5, opTag: 0x42 });
   t.same(peekEnvelope(long), { messageId: 7, opTag: 0x63 });
   t.equal(peekEnvelope(Buffer.from([0x30, 0x03, 0x04, 0x01, 0x00])), undefined);
+});
+
+t.test('search entries are encoded byte-exactly: the DN as given, non-ASCII as UTF-8', async (t) => {
+  for (const [dn, values] of [
+    ['CN=Doe\\, José,OU=x', ['Müller']],
+    ['uid=a,ou=users,dc=x', Array.from({ length: 300 }, (_, i) => `value-${i}`)],
+  ] as Array<[string, string[]]>) {
+    const pdu = encodeEntry(300, dn, [{ type: 'givenName', values }, { type: 'empty', values: [] }]);
+    t.ok(pdu.includes(Buffer.from(dn, 'utf8')), 'the DN bytes appear exactly');
+    const p = new Parser();
+    const got = await new Promise<{ messageId: number; objectName: unknown; attributes: Array<{ type: string; values: string[] }> }>((resolve, reject) => {
+      p.on('message', (m: unknown) => resolve(m as never));
+      p.on('error', reject);
+      p.write(pdu);
+    });
+    t.equal(got.messageId, 300, 'ldapjs decodes our encoding');
+    t.same(got.attributes.map((a) => [a.type, a.values]), [['givenName', values], ['empty', []]]);
+  }
 });
