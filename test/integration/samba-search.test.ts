@@ -161,3 +161,34 @@ t.test('repeated searches are served from the cache, never across identities', a
   t.same(mine.searchEntries.map((e) => e.uid), ['alice'], "alice does not get the consumer's cached answer");
   t.equal((await count('hit')) - hits0, 1, 'that was a miss');
 });
+
+t.test('paging cookies survive other operations on the same connection in between', async (t) => {
+  const q = { filter: '(objectClass=inetOrgPerson)', attributes: ['uid'] };
+  const a = c.searchPaginated(USERS, { ...q, paged: { pageSize: 300 } });
+  const seen: string[] = [];
+  let other = 0;
+  for (;;) {
+    const p = await a.next();
+    if (p.done) break;
+    seen.push(...p.value.searchEntries.map((e) => e.dn));
+    // between pages: a plain search, a second paged search run to its end, and a bind check
+    other += (await c.search(USERS, { filter: '(uid=bob)', attributes: ['uid'] })).searchEntries.length;
+    for await (const q2 of c.searchPaginated(`ou=groups,${BASE}`, { filter: '(cn=Eng*)', attributes: ['cn'], paged: { pageSize: 1 } })) other += q2.searchEntries.length;
+  }
+  t.ok(seen.length > 1510 && new Set(seen).size === seen.length, `${seen.length} users, none twice`);
+  t.ok(other > 10);
+});
+
+t.test("values transformed from AD's representations", async (t) => {
+  const r = await c.search(USERS, { filter: '(|(uid=dave)(uid=alice))', attributes: ['uid', 'entryUUID', 'objectSid', 'accountDisabled', 'pwdChangedTime'] });
+  const by = new Map(r.searchEntries.map((e) => [e.uid, e]));
+  t.match(by.get('alice')?.entryUUID, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  t.match(by.get('alice')?.objectSid, /^S-1-5-21-\d+-\d+-\d+-\d+$/);
+  t.equal(by.get('alice')?.accountDisabled, 'FALSE');
+  t.equal(by.get('dave')?.accountDisabled, 'TRUE');
+  t.match(by.get('alice')?.pwdChangedTime, /^20\d{12}Z$/);
+  const star = await c.search(USERS, { filter: '(uid=alice)', attributes: ['*'] });
+  t.notOk('entryUUID' in (star.searchEntries[0] ?? {}), 'operational attributes only on request');
+  const plus = await c.search(USERS, { filter: '(uid=alice)', attributes: ['+'] });
+  t.ok('entryUUID' in (plus.searchEntries[0] ?? {}));
+});
