@@ -78,6 +78,8 @@ export class SearchRunner {
       }
     } catch (err) {
       if (!(err instanceof UpstreamFailure)) throw err;
+      // the directory's own limit: the code itself tells the client the list is incomplete
+      if (err.code === ResultCode.sizeLimitExceeded || err.code === ResultCode.timeLimitExceeded) return { code: err.code, message: 'limit of the directory behind the gateway reached' };
       // entries already out: a SearchResultDone now would pass partial data off as complete
       if (sent > 0) return { drop: true, reason: err.message };
       return { code: ResultCode.unavailable, message: 'the directory behind the gateway did not answer' };

@@ -57,6 +57,8 @@ suffix    "$BASE"
 rootdn    "$ADMIN_DN"
 rootpw    $hash
 directory $DIR/db
+# the gateway's service account lists whole directories; everyone else keeps the server's size limit
+limits    dn.exact="$SERVICE_DN" size=unlimited
 access to attrs=userPassword by self =xw by anonymous auth by * none
 access to * by users read by * none
 overlay   memberof
