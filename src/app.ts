@@ -18,6 +18,7 @@ import { Metrics } from './observability/metrics';
 import { LdapListeners } from './server/listener';
 import { ResultCode, type Handlers } from './server/types';
 import { Upstream } from './upstream/upstream';
+import { startProvisioning } from './provisioning/start';
 import { VERSION } from './version';
 
 export interface Gateway {
@@ -109,6 +110,8 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   const cache = new SearchCache(cfg.cache, (e) => metrics.cache(e));
   const runner = new SearchRunner(directory, cfg.directory.paging, cache);
 
+  const events = startProvisioning(cfg, log, metrics, directory, users);
+
   const auth = new Authenticator({
     tree,
     upstream,
@@ -125,6 +128,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     diagnostics: cfg.auth.diagnostics,
     log,
     observe: (result, reason) => metrics.bind(result, reason),
+    ...events.authHooks,
   });
 
   const handlers: Handlers<Identity> = {
@@ -173,6 +177,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     upstream,
     async stop(deadlineMs = 10_000) {
       await listeners.close(deadlineMs);
+      await events.stop(deadlineMs);
       if (http) await new Promise<void>((r) => http.server.close(() => r()));
       await upstream.close();
       if (demo) await demo.close();

@@ -3,10 +3,14 @@ import { parseArgs } from 'node:util';
 import { startGateway } from './app';
 import { ConfigError, loadConfigFile } from './config/load';
 import { createLogger } from './observability/logger';
+import { Outbox } from './provisioning/outbox';
 import { VERSION } from './version';
 
 const USAGE = `usage: ldap-gateway --config FILE        start the gateway
        ldap-gateway --check-config FILE  validate FILE and exit (0 valid, 1 invalid)
+       ldap-gateway outbox list|retry|purge --config FILE [--id N]... [--all]
+                                         inspect the provisioning outbox, send dead letters
+                                         again (retry), or delete them (purge; --all: everything)
        ldap-gateway --version | --help
 
 Secrets in FILE may be written as \${env:NAME} or \${file:PATH}. See config/README.md.`;
@@ -14,6 +18,7 @@ Secrets in FILE may be written as \${env:NAME} or \${file:PATH}. See config/READ
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
+  if (argv[0] === 'outbox') return outboxCommand(argv.slice(1));
   let values: { config?: string; 'check-config'?: string; version?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
@@ -90,4 +95,56 @@ if (require.main === module) {
       process.exit(1);
     },
   );
+}
+
+function outboxCommand(argv: string[]): number {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, id: { type: 'string', multiple: true }, all: { type: 'boolean' }, json: { type: 'boolean' } } });
+  } catch (err) {
+    process.stderr.write(`ldap-gateway outbox: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const [verb, ...rest] = parsed.positionals;
+  const { config, id, all, json } = parsed.values;
+  if (!verb || !['list', 'retry', 'purge'].includes(verb) || rest.length > 0 || !config) {
+    process.stderr.write(`ldap-gateway outbox: say list, retry or purge, with --config FILE\n${USAGE}\n`);
+    return 2;
+  }
+  let cfg;
+  try {
+    cfg = loadConfigFile(config);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) process.stderr.write(`${p}\n`);
+    return 1;
+  }
+  const ids = (id ?? []).map(Number);
+  if (ids.some((n) => !Number.isInteger(n) || n <= 0)) {
+    process.stderr.write('ldap-gateway outbox: --id takes an event number\n');
+    return 2;
+  }
+  const outbox = new Outbox(cfg.provisioning.outbox);
+  try {
+    if (verb === 'list') {
+      const events = outbox.list();
+      if (json) {
+        process.stdout.write(`${JSON.stringify(events.map(({ payload: _p, ...e }) => e))}\n`);
+      } else {
+        const s = outbox.stats();
+        process.stdout.write(`${s.pending} pending, ${s.dead} dead${s.pending ? `; oldest pending ${Math.round(s.oldestPendingAgeSeconds)} s old` : ''}\n`);
+        for (const e of events) {
+          const when = e.state === 'pending' ? `next attempt ${new Date(e.nextAt).toISOString()}` : `dead: ${e.deadReason ?? ''}`;
+          process.stdout.write(`${e.id}\t${e.state}\t${e.kind}\t${e.subject}\tattempts=${e.attempts}\t${when}${e.lastError && e.state === 'pending' ? `\tlast error: ${e.lastError}` : ''}\n`);
+        }
+      }
+    } else if (verb === 'retry') {
+      process.stdout.write(`${outbox.retry(ids)} event(s) queued for delivery again\n`);
+    } else {
+      process.stdout.write(`${outbox.purge(all)} event(s) deleted\n`);
+    }
+  } finally {
+    outbox.close();
+  }
+  return 0;
 }

@@ -37,6 +37,12 @@ export interface AuthOptions {
   diagnostics: 'reason' | 'raw' | 'none';
   log: Logger;
   observe: (result: 'success' | 'failure', reason: BindReason, seconds: number) => void;
+  /** AD attributes to read with the user look-up, for the events below (none when provisioning is off) */
+  eventAttributes?: string[];
+  /** a user bind succeeded: awaited before the bind is acknowledged (durable provisioning event) */
+  succeeded?: (ad: AdEntry, identity: Identity & { kind: 'user' }, client: string) => Promise<void>;
+  /** a bind failed (an audit event; not awaited) */
+  failed?: (name: string, reason: BindReason, client: string, dn?: string) => void;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -45,6 +51,7 @@ interface Outcome {
   reason: BindReason;
   identity?: Identity;
   entry?: { dn: string; guid?: string };
+  ad?: AdEntry;
   consumer?: string;
   dc?: string;
   diagnostic?: string;
@@ -68,6 +75,18 @@ export class Authenticator {
   async bind(op: BindOp, session: SessionInfo<Identity>): Promise<{ result: LdapResult; identity?: Identity }> {
     const t0 = process.hrtime.bigint();
     const out = await this.decide(op);
+    if (out.reason === 'ok' && out.identity?.kind === 'user' && out.ad && this.o.succeeded) {
+      try {
+        await this.o.succeeded(out.ad, out.identity, session.remoteAddress);
+      } catch (err) {
+        // no acknowledged bind without its event: the outbox is the durability promise
+        this.o.log.error({ err: (err as Error).message }, 'could not record the provisioning event: refusing the bind');
+        out.reason = 'outbox_unavailable';
+        out.identity = undefined;
+      }
+    } else if (out.reason !== 'ok') {
+      this.o.failed?.(op.name, out.reason, session.remoteAddress, out.entry?.dn);
+    }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const ok = out.reason === 'ok';
     this.o.observe(ok ? 'success' : 'failure', out.reason, seconds);
@@ -93,7 +112,7 @@ export class Authenticator {
 
   private codeFor(reason: BindReason): number {
     if (reason === 'upstream_unavailable') return ResultCode.unavailable;
-    if (reason === 'upstream_error') return ResultCode.other;
+    if (reason === 'upstream_error' || reason === 'outbox_unavailable') return ResultCode.other;
     if (reason === 'anonymous_denied') return ResultCode.inappropriateAuthentication;
     return ResultCode.invalidCredentials;
   }
@@ -144,7 +163,7 @@ export class Authenticator {
 
     const r = await this.o.upstream.bind(ad.dn, op.password);
     if (!r.ok) return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
-    return { reason: 'ok', entry, dc: r.dc, identity: { kind: 'user', dn: this.o.transparent ? ad.dn : this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
+    return { reason: 'ok', entry, ad, dc: r.dc, identity: { kind: 'user', dn: this.o.transparent ? ad.dn : this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
   }
 
   private consumerFor(name: string) {
@@ -161,7 +180,7 @@ export class Authenticator {
   /** The AD entries a bind name denotes, within the users source (base and filter): at most two read. */
   private async resolve(name: BindName): Promise<AdEntry[]> {
     const cls = `${this.o.userClass}${this.o.usersSource.filter ?? ''}`;
-    const attributes = [this.o.keyAttr, 'objectGUID'];
+    const attributes = [this.o.keyAttr, 'objectGUID', ...(this.o.eventAttributes ?? [])];
     const out: AdEntry[] = [];
     if (name.form === 'ad-dn') {
       let norm: string;

@@ -18,6 +18,7 @@ export const BIND_REASONS = [
   'invalid_name',
   'upstream_unavailable',
   'upstream_error',
+  'outbox_unavailable',
 ] as const;
 
 export type BindReason = (typeof BIND_REASONS)[number];

@@ -108,5 +108,6 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   if (cfg.listen.tls) cfg.listen.tls = { cert: abs(cfg.listen.tls.cert), key: abs(cfg.listen.tls.key) };
   if (cfg.upstream?.tls.ca) cfg.upstream.tls.ca = abs(cfg.upstream.tls.ca);
+  cfg.provisioning.outbox = abs(cfg.provisioning.outbox);
   return cfg;
 }

@@ -143,6 +143,35 @@ export const configSchema = z
       })
       .default({ anonymous: 'rootdse', diagnostics: 'reason' }),
     consumers: z.array(consumer).default([]),
+    provisioning: z
+      .strictObject({
+        // off | log-only (audit lines only: a dry run) | defguard (REST API) | webhook (signed JSON POST)
+        mode: z.enum(['off', 'log-only', 'defguard', 'webhook']).default('off'),
+        // the durable outbox's folder (SQLite inside), relative to the config file
+        outbox: z.string().min(1).default('var/outbox'),
+        // a user's repeated binds with unchanged data cause one delivery per window
+        dedupeWindowMs: z.int().nonnegative().default(3_600_000),
+        retry: z
+          .strictObject({ initialMs: z.int().positive().default(1000), maxMs: z.int().positive().default(300_000) })
+          .default({ initialMs: 1000, maxMs: 300_000 }),
+        defguard: z
+          .strictObject({
+            url: z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL'),
+            token: z.string().min(1, 'an API token (dg-…) is required'),
+            timeoutMs: z.int().positive().default(10_000),
+            // AD group name -> Defguard group name; only these memberships are managed
+            groups: z.record(z.string(), z.string()).default({}),
+          })
+          .optional(),
+        webhook: z
+          .strictObject({
+            url: z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL'),
+            secret: z.string().min(16, 'the signing secret needs at least 16 characters'),
+            timeoutMs: z.int().positive().default(10_000),
+          })
+          .optional(),
+      })
+      .default({ mode: 'off', outbox: 'var/outbox', dedupeWindowMs: 3_600_000, retry: { initialMs: 1000, maxMs: 300_000 } }),
     // cache of whole, small, non-paged search results per identity; ttlMs: 0 turns it off
     cache: z
       .strictObject({
@@ -156,6 +185,8 @@ export const configSchema = z
   .superRefine((v, ctx) => {
     if (!v.demo && !v.upstream) ctx.addIssue({ code: 'custom', message: 'required unless demo: true', path: ['upstream'] });
     if (v.demo && v.upstream) ctx.addIssue({ code: 'custom', message: 'demo: true brings its own upstream; remove this block', path: ['upstream'] });
+    if (v.provisioning.mode === 'defguard' && !v.provisioning.defguard) ctx.addIssue({ code: 'custom', message: 'mode defguard needs provisioning.defguard (url, token)', path: ['provisioning', 'defguard'] });
+    if (v.provisioning.mode === 'webhook' && !v.provisioning.webhook) ctx.addIssue({ code: 'custom', message: 'mode webhook needs provisioning.webhook (url, secret)', path: ['provisioning', 'webhook'] });
     if (v.directory.mode === 'virtual' && !v.directory.baseDN) ctx.addIssue({ code: 'custom', message: 'required in virtual mode', path: ['directory', 'baseDN'] });
   });
 

@@ -202,6 +202,22 @@ export class DirectorySearch {
     };
   }
 
+  /** A user's mapped attributes (lower-case names) and group names, for provisioning events. */
+  async describeUser(ad: AdEntry, names: string[]): Promise<{ attrs: Map<string, string[]>; groups: string[] }> {
+    const sel = selection(names);
+    const view = this.o.users.selectionNeedsIndex(sel) ? await this.view() : undefined;
+    const attrs = new Map(this.o.users.mapAttributes(ad, sel, view).map((a) => [a.type.toLowerCase(), a.values]));
+    let groups: string[] = [];
+    if (view) {
+      try {
+        groups = [...(view.index.userGroups.get(normalizeDN(ad.dn)) ?? [])].flatMap((g) => view.index.groups.get(g)?.key ?? []).sort();
+      } catch {
+        groups = [];
+      }
+    }
+    return { attrs, groups };
+  }
+
   /** Every entry of a search, in order; the return value says how it ends. Throws UpstreamFailure. */
   async *entries(op: SearchOp, scope: SearchScope): AsyncGenerator<Entry, LdapResult> {
     let plan: ReturnType<DirectorySearch['plan']>;

@@ -23,6 +23,8 @@ export class Metrics {
   readonly rejected = new Counter({ name: 'ldap_gateway_rejected_total', help: 'Connections or requests refused by a limit or as malformed', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly cacheRequests = new Counter({ name: 'ldap_gateway_cache_requests_total', help: 'Search cache look-ups by result (hit, miss)', labelNames: ['result'] as const, registers: [this.registry] });
   readonly cacheEvictions = new Counter({ name: 'ldap_gateway_cache_evictions_total', help: 'Search results evicted from the cache to stay within its size bound', registers: [this.registry] });
+  readonly provisioningEvents = new Counter({ name: 'ldap_gateway_provisioning_events_total', help: 'Bind events by kind and what became of them (recorded in the outbox, deduplicated, logged only)', labelNames: ['kind', 'outcome'] as const, registers: [this.registry] });
+  readonly deliveries = new Counter({ name: 'ldap_gateway_provisioning_deliveries_total', help: 'Outbox delivery attempts by outcome (delivered, retried, failed) and failure reason', labelNames: ['outcome', 'reason'] as const, registers: [this.registry] });
   readonly upstreamDuration = new Histogram({ name: 'ldap_gateway_upstream_duration_seconds', help: 'Upstream operation latency, by operation and domain controller', labelNames: ['op', 'dc', 'outcome'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
 
   constructor() {

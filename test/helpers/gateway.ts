@@ -1,7 +1,8 @@
 // Test helpers: the test beds' settings (from test/testbed/with-servers.sh) and in-process gateways
 // whose logs are captured, so that tests can assert on them (and search them for secrets).
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startGateway, type Gateway } from '../../src/app';
@@ -22,7 +23,7 @@ export const CONSUMER_DN = 'cn=defguard,dc=vpn,dc=example,dc=test';
 
 /** Every password and secret the tests use; logs must contain none of them. */
 export function allSecrets(): string[] {
-  return [bedEnv('SAMBA_AD_USER_PASS'), bedEnv('SAMBA_AD_ADMIN_PASS'), bedEnv('OPENLDAP_USER_PASS'), CONSUMER_PASSWORD, 'Wrong-Passw0rd!', 'demo-password'];
+  return [bedEnv('SAMBA_AD_USER_PASS'), bedEnv('SAMBA_AD_ADMIN_PASS'), bedEnv('OPENLDAP_USER_PASS'), CONSUMER_PASSWORD, 'Wrong-Passw0rd!', 'demo-password', DEFGUARD_TOKEN];
 }
 
 export interface TestGateway {
@@ -56,17 +57,25 @@ export async function startFromYaml(yaml: string, env: NodeJS.ProcessEnv = proce
   };
 }
 
-/** config/examples/samba-ad.yaml as shipped, moved to ephemeral ports (tests run in parallel). */
-export function sambaExampleYaml(extra = ''): string {
-  const text = readFileSync(join(ROOT, 'config', 'examples', 'samba-ad.yaml'), 'utf8')
+/**
+ * config/examples/samba-ad.yaml as shipped, moved to ephemeral ports (tests run in parallel) and to its
+ * own outbox folder; provisioning becomes log-only unless the test asks to keep delivering to Defguard.
+ */
+export function sambaExampleYaml(extra = '', o: { provisioning?: 'keep' } = {}): string {
+  let text = readFileSync(join(ROOT, 'config', 'examples', 'samba-ad.yaml'), 'utf8');
+  if (o.provisioning !== 'keep') text = text.replace('  mode: defguard ', '  mode: log-only ');
+  text = text
+    .replace(/^( {2}outbox): .*$/m, `$1: ${mkdtempSync(join(tmpdir(), 'gw-outbox-'))}`)
     .replace(/^( {2}ldap): 127\.0\.0\.1:1389$/m, '$1: 127.0.0.1:0')
     .replace(/^( {2}ldaps): 127\.0\.0\.1:1636$/m, '$1: 127.0.0.1:0')
     .replace(/^( {2}listen): 127\.0\.0\.1:9090$/m, '$1: 127.0.0.1:0');
   return text + extra;
 }
 
-export function sambaEnv(): NodeJS.ProcessEnv {
-  return { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD };
+export const DEFGUARD_TOKEN = 'dg-test-token-5e1f0c9a';
+
+export function sambaEnv(defguardUrl = 'http://127.0.0.1:9'): NodeJS.ProcessEnv {
+  return { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD, DEFGUARD_URL: defguardUrl, DEFGUARD_API_TOKEN: DEFGUARD_TOKEN };
 }
 
 /** Run a command (OpenLDAP's CLI tools), resolving with its exit code and output. */

@@ -6,7 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allSecrets, bedEnv, CONSUMER_PASSWORD, ROOT, run } from '../helpers/gateway';
+import { DefguardStandin } from '../standins/defguard-api';
+import { allSecrets, bedEnv, CONSUMER_PASSWORD, DEFGUARD_TOKEN, ROOT, run, sambaEnv } from '../helpers/gateway';
 
 const BIN = join(ROOT, 'bin', 'ldap-gateway.js');
 const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) => run(process.execPath, [BIN, ...args], env);
@@ -26,7 +27,7 @@ t.test('--version, --help, and unknown flags', async (t) => {
 });
 
 t.test('--check-config: the Samba example is valid with the test bed variables; mistakes are named', async (t) => {
-  const env = { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD };
+  const env = sambaEnv();
   const ok = await cli(['--check-config', join(ROOT, 'config', 'examples', 'samba-ad.yaml')], env);
   t.equal(ok.code, 0, ok.stderr);
   t.match(ok.stdout, /configuration is valid/);
@@ -97,7 +98,11 @@ t.test("the README's demo: npm start's command, the documented ldapsearch, the d
 });
 
 t.test('config/examples/samba-ad.yaml runs unchanged against the test bed', async (t) => {
-  const env = { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD };
+  const dg = new DefguardStandin(DEFGUARD_TOKEN);
+  dg.groups.add('remote-users');
+  await dg.up();
+  t.teardown(() => dg.down());
+  const env = sambaEnv(dg.url);
   const { child, out } = await startCli(['--config', join(ROOT, 'config', 'examples', 'samba-ad.yaml')], env);
   try {
     const tlsEnv = { ...process.env, LDAPTLS_CACERT: join(ROOT, 'certs', 'dev-ca.pem') };
@@ -111,6 +116,8 @@ t.test('config/examples/samba-ad.yaml runs unchanged against the test bed', asyn
     const metrics = await (await fetch('http://127.0.0.1:9090/metrics')).text();
     t.match(metrics, /^ldap_gateway_binds_total\{result="success",reason="ok"\} 2$/m);
     t.match(metrics, /^ldap_gateway_client_connections\{tls="true"\} 0$/m);
+    for (let i = 0; i < 100 && !dg.users.has('alice'); i++) await new Promise((r) => setTimeout(r, 50));
+    t.match(dg.users.get('alice'), { email: 'alice@example.test', first_name: 'Alice' }, 'alice was provisioned into Defguard through the outbox in var/outbox');
   } finally {
     const stop = await stopCli(child);
     t.equal(stop.code, 0);

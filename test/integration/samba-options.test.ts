@@ -97,7 +97,10 @@ t.test('anonymous: deny refuses the bind; allow lets anonymous clients read the 
 
 t.test('per consumer, config says what it may do', async (t) => {
   const g = await startFromYaml(
-    `${sambaExampleYaml()}  - name: radius
+    sambaExampleYaml().replace(
+      'consumers:\n',
+      `consumers:
+  - name: radius
     bindDN: cn=radius,dc=vpn,dc=example,dc=test
     password: radius-Secret-5521
     subtrees: [users]
@@ -107,6 +110,7 @@ t.test('per consumer, config says what it may do', async (t) => {
     password: binder-Secret-5521
     search: false
 `,
+    ),
     sambaEnv(),
   );
   t.teardown(() => g.stop());

@@ -248,6 +248,11 @@ EOF
   st group addmembers VPN Staff,jdoe
   st group add 'Ingeniería' --groupou=OU=Groups   # a non-ASCII group name
   st group addmembers 'Ingeniería' jmuller
+  # provisioning tests: eve (whose data the tests change) in group Remote, and a username Defguard rejects
+  mkuser eve Eve Evans '+1 555 0110'
+  st group add Remote --groupou=OU=Groups
+  st group addmembers Remote eve
+  st user create 'jürgen' "$USERPASS" --given-name='Jürgen' --surname='Klein' --mail-address="juergen@$realm_lc" --userou=OU=People
 }
 
 populate_biggroup() {   # one group with every bulk user plus alice (> 1500 members)

@@ -1,0 +1,95 @@
+// Provisioning as configured: the provisioner the bind flow calls, the outbox, and the delivery worker.
+import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/authenticator';
+import type { Config } from '../config/schema';
+import type { Mapper } from '../directory/mapping';
+import { selection } from '../directory/mapping';
+import type { DirectorySearch } from '../directory/search';
+import type { Metrics } from '../observability/metrics';
+import { DefguardClient } from './defguard';
+import type { BindSuccessEvent, ProvisionedUser } from './events';
+import { Outbox } from './outbox';
+import { Provisioner } from './provisioner';
+import { defguardUsernameProblem } from './username';
+import { WebhookClient } from './webhook';
+import { DeliveryWorker, PermanentError, type DeliveryTarget } from './worker';
+
+type AuthHooks = Pick<ConstructorParameters<typeof Authenticator>[0], 'eventAttributes' | 'succeeded' | 'failed'>;
+
+/** the virtual attributes a provisioning event carries */
+const EVENT_ATTRIBUTES = ['uid', 'givenName', 'sn', 'mail', 'mobile', 'memberOf', 'entryUUID'];
+
+export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, directory: DirectorySearch, users: Mapper): { authHooks: AuthHooks; stop(deadlineMs: number): Promise<void> } {
+  const p = cfg.provisioning;
+  const durable = p.mode === 'defguard' || p.mode === 'webhook';
+  const outbox = durable ? new Outbox(p.outbox, p.mode === 'defguard') : undefined;
+  const provisioner = new Provisioner({ mode: p.mode, outbox, dedupeWindowMs: p.dedupeWindowMs, log, observe: (kind, outcome) => metrics.provisioningEvents.inc({ kind, outcome }) });
+
+  let worker: DeliveryWorker | undefined;
+  if (outbox) {
+    const target = p.mode === 'defguard' ? defguardTarget(new DefguardClient(p.defguard as NonNullable<typeof p.defguard>)) : webhookTarget(new WebhookClient(p.webhook as NonNullable<typeof p.webhook>));
+    worker = new DeliveryWorker(outbox, target, { initialBackoffMs: p.retry.initialMs, maxBackoffMs: p.retry.maxMs, log, observe: (outcome, reason) => metrics.deliveries.inc({ outcome, reason: reason ?? '' }) });
+    worker.start();
+    metrics.gauge('ldap_gateway_outbox_events', 'Events in the outbox by state (pending delivery, dead letters)', ['state'], (g) => {
+      const s = outbox.stats();
+      g.set({ state: 'pending' }, s.pending);
+      g.set({ state: 'dead' }, s.dead);
+    });
+    metrics.gauge('ldap_gateway_outbox_oldest_pending_age_seconds', 'Age of the oldest event waiting for delivery', [], (g) => g.set(outbox.stats().oldestPendingAgeSeconds));
+  }
+
+  const authHooks: AuthHooks =
+    p.mode === 'off'
+      ? {}
+      : {
+          eventAttributes: users.sourceAttributes(selection(EVENT_ATTRIBUTES)),
+          succeeded: async (ad, identity, client) => {
+            const { attrs, groups } = await directory.describeUser(ad, EVENT_ATTRIBUTES);
+            const first = (n: string) => attrs.get(n.toLowerCase())?.[0];
+            const user: ProvisionedUser = {
+              username: identity.username,
+              firstName: first('givenName') ?? '',
+              lastName: first('sn') ?? '',
+              email: first('mail') ?? '',
+              ...(first('mobile') ? { phone: first('mobile') } : {}),
+              groups,
+              ...(identity.guid ? { guid: identity.guid } : {}),
+              dn: identity.dn,
+              adDn: identity.adDn,
+            };
+            const ev: BindSuccessEvent = { kind: 'bind.success', at: new Date().toISOString(), client, user };
+            await provisioner.bindSucceeded(ev);
+          },
+          failed: (name, reason, client, dn) => provisioner.bindFailed({ kind: 'bind.failure', at: new Date().toISOString(), client, name, reason, ...(dn ? { dn } : {}) }),
+        };
+
+  return {
+    authHooks,
+    async stop(deadlineMs) {
+      await worker?.stop(deadlineMs);
+      outbox?.close();
+    },
+  };
+}
+
+function defguardTarget(client: DefguardClient): DeliveryTarget {
+  return {
+    async deliver(e) {
+      if (e.kind !== 'bind.success') return 'ignored';
+      const user = (e.payload as BindSuccessEvent).user;
+      const problem = defguardUsernameProblem(user.username);
+      if (problem) throw new PermanentError('invalid_username', `Defguard would reject username '${user.username}': ${problem}`);
+      if (!user.email) throw new PermanentError('missing_email', `user '${user.username}' has no mail or userPrincipalName, which Defguard requires`);
+      return client.provision(user);
+    },
+  };
+}
+
+function webhookTarget(client: WebhookClient): DeliveryTarget {
+  return {
+    async deliver(e) {
+      await client.send(e.id, e.kind, e.payload);
+      return 'sent';
+    },
+  };
+}
