@@ -1,7 +1,9 @@
 // Wiring: config -> upstream pools -> directory + authenticator -> LDAP listeners + HTTP.
 // The request flow is one-directional: server/ (protocol) -> gateway handlers -> auth/ or directory/ -> upstream/.
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { Authenticator } from './auth/authenticator';
+import { LockoutGuard } from './auth/guard';
 import type { Identity } from './auth/identity';
 import { upstreamSchema, type Config, type UpstreamConfig } from './config/schema';
 import { startDemoDirectory, type DemoDirectory } from './demo/directory';
@@ -112,6 +114,21 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
 
   const events = startProvisioning(cfg, log, metrics, directory, users);
 
+  const lockout = cfg.protection.lockout;
+  const announced = new LRUCache<string, true>({ max: 10_000, ttl: 60_000 });
+  const guard = new LockoutGuard(
+    { windowMs: lockout.windowMs, perAccountIp: lockout.perAccountIp, perAccount: lockout.perAccount, perIp: lockout.perIp, bindRatePerIp: cfg.protection.bindRatePerIp, bindBurstPerIp: cfg.protection.bindBurstPerIp },
+    (scope, client, account) => {
+      metrics.lockoutTrips.inc({ scope });
+      // an attack refuses thousands of binds: one audit line per key and minute, the metric counts all
+      const key = `${scope}|${client}|${account ?? ''}`;
+      if (announced.has(key)) return;
+      announced.set(key, true);
+      log.warn({ event: 'lockout', scope, client, ...(account ? { dn: account } : {}) }, 'binds refused by the lockout shield');
+    },
+  );
+  if (upCfg.flavor === 'ad' && lockout.perAccount > 0) void checkLockoutPolicy(upstream, upCfg.baseDN, lockout.perAccount, log);
+
   const auth = new Authenticator({
     tree,
     upstream,
@@ -129,6 +146,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     log,
     observe: (result, reason) => metrics.bind(result, reason),
     ...events.authHooks,
+    guard,
   });
 
   const handlers: Handlers<Identity> = {
@@ -161,6 +179,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     startTLS: cfg.listen.startTLS,
     requireTLSForBind: cfg.listen.requireTLSForBind,
     maxConnections: cfg.listen.maxConnections,
+    maxConnectionsPerIp: cfg.listen.maxConnectionsPerIp,
     idleTimeoutMs: cfg.listen.idleTimeoutMs,
     maxPduBytes: cfg.listen.maxPduBytes,
     maxOutstanding: cfg.listen.maxOutstandingPerConnection,
@@ -183,4 +202,18 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
       if (demo) await demo.close();
     },
   };
+}
+
+/** Read AD's domain lockout policy once: the shield's per-account limit must stay below it. */
+async function checkLockoutPolicy(upstream: Upstream, baseDN: string, perAccount: number, log: Logger): Promise<void> {
+  try {
+    for await (const page of upstream.search({ base: baseDN, scope: 'base', filter: '(objectClass=*)', attributes: ['lockoutThreshold'] })) {
+      const threshold = Number(String(page[0]?.attrs.get('lockoutthreshold')?.[0] ?? '0'));
+      if (threshold === 0) log.info({ perAccount }, "AD's domain policy has no lockout threshold (fine-grained policies may still set one); the shield limits failures to protection.lockout.perAccount");
+      else if (perAccount >= threshold) log.warn({ lockoutThreshold: threshold, perAccount }, "protection.lockout.perAccount is not below AD's lockoutThreshold: failed binds through the gateway can still lock accounts");
+      else log.info({ lockoutThreshold: threshold, perAccount }, "lockout shield below AD's lockout threshold");
+    }
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "could not read AD's lockout policy");
+  }
 }

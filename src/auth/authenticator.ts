@@ -13,6 +13,7 @@ import type { VirtualTree } from '../directory/tree';
 import { ResultCode, type BindOp, type LdapResult, type SessionInfo } from '../server/types';
 import { classifyBindName, lookupTerm, type BindName } from './bind-name';
 import type { ConsumerAccess, Identity } from './identity';
+import type { LockoutGuard } from './guard';
 import type { BindReason } from './reasons';
 
 export interface UpstreamBinder {
@@ -43,6 +44,8 @@ export interface AuthOptions {
   succeeded?: (ad: AdEntry, identity: Identity & { kind: 'user' }, client: string) => Promise<void>;
   /** a bind failed (an audit event; not awaited) */
   failed?: (name: string, reason: BindReason, client: string, dn?: string) => void;
+  /** the lockout shield and bind rate limits (absent: none) */
+  guard?: LockoutGuard;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -74,7 +77,7 @@ export class Authenticator {
 
   async bind(op: BindOp, session: SessionInfo<Identity>): Promise<{ result: LdapResult; identity?: Identity }> {
     const t0 = process.hrtime.bigint();
-    const out = await this.decide(op);
+    const out = await this.decide(op, session.remoteAddress);
     if (out.reason === 'ok' && out.identity?.kind === 'user' && out.ad && this.o.succeeded) {
       try {
         await this.o.succeeded(out.ad, out.identity, session.remoteAddress);
@@ -114,6 +117,7 @@ export class Authenticator {
     if (reason === 'upstream_unavailable') return ResultCode.unavailable;
     if (reason === 'upstream_error' || reason === 'outbox_unavailable') return ResultCode.other;
     if (reason === 'anonymous_denied') return ResultCode.inappropriateAuthentication;
+    if (reason === 'rate_limited') return ResultCode.busy;
     return ResultCode.invalidCredentials;
   }
 
@@ -128,23 +132,30 @@ export class Authenticator {
     }
   }
 
-  private async decide(op: BindOp): Promise<Outcome> {
+  private async decide(op: BindOp, client: string): Promise<Outcome> {
     if (op.name === '' && op.password === '') {
       // anonymous: it never reaches AD; what an anonymous connection may read is decided per search
       return this.o.anonymous === 'deny' ? { reason: 'anonymous_denied' } : { reason: 'ok' };
     }
+    const guard = this.o.guard;
+    if (guard && !guard.allowBind(client)) return { reason: 'rate_limited' };
+    if (guard?.ipBlocked(client)) return { reason: 'throttled' };
+    const local = (reason: BindReason, extra: Partial<Outcome> = {}): Outcome => {
+      guard?.otherFailure(client);
+      return { reason, ...extra };
+    };
     // RFC 4513 §5.1.2 unauthenticated bind: AD answers it with success. Never forwarded.
-    if (op.password === '') return { reason: 'empty_password' };
+    if (op.password === '') return local('empty_password');
 
     const consumer = this.consumerFor(op.name);
     if (consumer) {
       const ok = timingSafeEqual(digest(op.password), consumer.secret);
-      return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn, access: consumer.access } } : { reason: 'bad_credentials', consumer: consumer.name };
+      return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn, access: consumer.access } } : local('bad_credentials', { consumer: consumer.name });
     }
 
     const name = classifyBindName(op.name, this.o.transparent ? undefined : this.o.tree);
-    if (name.form === 'invalid') return { reason: 'invalid_name' };
-    if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return { reason: 'unknown_user' };
+    if (name.form === 'invalid') return local('invalid_name');
+    if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return local('unknown_user');
 
     let found: AdEntry[];
     try {
@@ -152,8 +163,8 @@ export class Authenticator {
     } catch (err) {
       return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err) };
     }
-    if (found.length === 0) return { reason: 'unknown_user' };
-    if (found.length > 1) return { reason: 'ambiguous_user' };
+    if (found.length === 0) return local('unknown_user');
+    if (found.length > 1) return local('ambiguous_user');
     const ad = found[0] as AdEntry;
     const username = String(ad.attrs.get(this.o.keyAttr.toLowerCase())?.[0] ?? '');
     const rawGuid = ad.attrs.get('objectguid')?.[0];
@@ -161,8 +172,16 @@ export class Authenticator {
     const entry = { dn: ad.dn, guid };
     if (!username) return { reason: 'unknown_user', entry };
 
+    // the shield: refused here, AD never sees the attempt (and its badPwdCount never moves)
+    if (guard?.accountBlocked(ad.dn, client)) return { reason: 'throttled', entry };
+    if (guard?.knownWrong(ad.dn, op.password)) return { reason: 'bad_credentials', entry };
+
     const r = await this.o.upstream.bind(ad.dn, op.password);
-    if (!r.ok) return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
+    if (!r.ok) {
+      if (r.reason === 'bad_credentials') guard?.badPassword(ad.dn, op.password, client);
+      return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
+    }
+    guard?.succeeded(ad.dn, client);
     return { reason: 'ok', entry, ad, dc: r.dc, identity: { kind: 'user', dn: this.o.transparent ? ad.dn : this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
   }
 

@@ -19,6 +19,8 @@ export const BIND_REASONS = [
   'upstream_unavailable',
   'upstream_error',
   'outbox_unavailable',
+  'throttled',
+  'rate_limited',
 ] as const;
 
 export type BindReason = (typeof BIND_REASONS)[number];

@@ -23,6 +23,7 @@ const listen = z
     startTLS: z.boolean().default(true),
     requireTLSForBind: z.boolean().default(false),
     maxConnections: z.int().positive().default(10_000),
+    maxConnectionsPerIp: z.int().positive().default(1000),
     idleTimeoutMs: z.int().nonnegative().default(300_000),
     maxPduBytes: z.int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
     maxOutstandingPerConnection: z.int().positive().default(32),
@@ -172,6 +173,23 @@ export const configSchema = z
           .optional(),
       })
       .default({ mode: 'off', outbox: 'var/outbox', dedupeWindowMs: 3_600_000, retry: { initialMs: 1000, maxMs: 300_000 } }),
+    protection: z
+      .strictObject({
+        // the lockout shield: failed binds per (account, address), per account and per address in a
+        // sliding window; perAccount must stay below AD's lockoutThreshold. 0 turns a limit off.
+        lockout: z
+          .strictObject({
+            windowMs: z.int().positive().default(900_000),
+            perAccountIp: z.int().nonnegative().default(3),
+            perAccount: z.int().nonnegative().default(4),
+            // off by default: Defguard, RADIUS servers and NATs bind for many users from one address
+            perIp: z.int().nonnegative().default(0),
+          })
+          .default({ windowMs: 900_000, perAccountIp: 3, perAccount: 4, perIp: 0 }),
+        bindRatePerIp: z.number().nonnegative().default(0),
+        bindBurstPerIp: z.int().positive().default(50),
+      })
+      .default({ lockout: { windowMs: 900_000, perAccountIp: 3, perAccount: 4, perIp: 0 }, bindRatePerIp: 0, bindBurstPerIp: 50 }),
     // cache of whole, small, non-paged search results per identity; ttlMs: 0 turns it off
     cache: z
       .strictObject({

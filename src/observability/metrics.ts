@@ -25,6 +25,7 @@ export class Metrics {
   readonly cacheEvictions = new Counter({ name: 'ldap_gateway_cache_evictions_total', help: 'Search results evicted from the cache to stay within its size bound', registers: [this.registry] });
   readonly provisioningEvents = new Counter({ name: 'ldap_gateway_provisioning_events_total', help: 'Bind events by kind and what became of them (recorded in the outbox, deduplicated, logged only)', labelNames: ['kind', 'outcome'] as const, registers: [this.registry] });
   readonly deliveries = new Counter({ name: 'ldap_gateway_provisioning_deliveries_total', help: 'Outbox delivery attempts by outcome (delivered, retried, failed) and failure reason', labelNames: ['outcome', 'reason'] as const, registers: [this.registry] });
+  readonly lockoutTrips = new Counter({ name: 'ldap_gateway_lockout_trips_total', help: 'Binds refused by the lockout shield, by the window that tripped (account_ip, account, ip)', labelNames: ['scope'] as const, registers: [this.registry] });
   readonly upstreamDuration = new Histogram({ name: 'ldap_gateway_upstream_duration_seconds', help: 'Upstream operation latency, by operation and domain controller', labelNames: ['op', 'dc', 'outcome'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
 
   constructor() {

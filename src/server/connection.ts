@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { encodeEntry, encodeExtended, encodeResult, pagedResponseControl, Parser, type DecodedMessage } from './ldapjs';
-import { PduFramer, peekEnvelope } from './framing';
+import { PduFramer, peekEnvelope, wellFormed } from './framing';
 import { BerDecodeError, decodeSearchBaseAndFilter } from './search-decode';
 import { ResultCode, type Handlers, type OpObserver, type PagedRequest, type Scope, type SessionInfo } from './types';
 
@@ -65,7 +65,10 @@ export class Session<I> implements SessionInfo<I> {
     raw.setNoDelay(true); // a search answer is several small writes: Nagle costs ~40 ms each (toolchain.md §7.11)
     if (o.idleTimeoutMs > 0) {
       raw.setTimeout(o.idleTimeoutMs);
-      raw.on('timeout', () => this.disconnect(ResultCode.unavailable, 'idle timeout'));
+      raw.on('timeout', () => {
+        this.o.observer.rejected('idle_timeout');
+        this.disconnect(ResultCode.unavailable, 'idle timeout');
+      });
     }
     this.parser.on('message', (m) => this.dispatch(m, this.current as Buffer));
     this.parser.on('error', (err) => this.undecodable(this.current as Buffer, err));
@@ -88,6 +91,11 @@ export class Session<I> implements SessionInfo<I> {
     const { pdus, error } = this.framer.push(data);
     for (const pdu of pdus) {
       if (this.isClosed) return;
+      // inconsistent inner lengths or absurd nesting never reach ldapjs's decoders (see wellFormed)
+      if (!wellFormed(pdu, 100)) {
+        this.undecodable(pdu, new Error('malformed BER'));
+        continue;
+      }
       this.current = pdu;
       this.parser.buffer = null;
       try {

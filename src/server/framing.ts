@@ -82,3 +82,35 @@ export function peekEnvelope(pdu: Buffer): { messageId: number; opTag: number } 
   if (opTag === undefined || id > 0x7fffffff) return undefined;
   return { messageId: id, opTag };
 }
+
+/**
+ * Whether every constructed element's children exactly fill it, all the way down, within maxDepth.
+ * ldapjs's decoders trust inner lengths: an attribute list whose OCTET STRING claims more bytes than
+ * its SEQUENCE holds makes @ldapjs/messages loop forever on a reader that no longer advances, growing an
+ * array until V8 aborts the process (found by test/integration/fuzz.test.ts). One pass per PDU.
+ */
+export function wellFormed(buf: Buffer, maxDepth: number): boolean {
+  const walk = (start: number, end: number, depth: number): boolean => {
+    if (depth > maxDepth) return false;
+    let off = start;
+    while (off < end) {
+      const tag = buf[off];
+      let len = buf[off + 1];
+      if (tag === undefined || len === undefined || (tag & 0x1f) === 0x1f) return false; // no multi-byte tags in LDAP
+      let content = off + 2;
+      if (len & 0x80) {
+        const n = len & 0x7f;
+        if (n === 0 || n > 4 || content + n > end) return false;
+        len = 0;
+        for (let i = 0; i < n; i++) len = len * 256 + (buf[content + i] as number);
+        content += n;
+      }
+      const next = content + len;
+      if (next > end) return false;
+      if (tag & 0x20 && !walk(content, next, depth + 1)) return false;
+      off = next;
+    }
+    return off === end;
+  };
+  return walk(0, buf.length, 0);
+}

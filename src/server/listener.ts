@@ -5,6 +5,7 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { Session } from './connection';
+import { encodeExtended } from './ldapjs';
 import { ResultCode, type Handlers, type OpObserver } from './types';
 
 export interface ListenerOptions<I> {
@@ -17,6 +18,7 @@ export interface ListenerOptions<I> {
   startTLS: boolean;
   requireTLSForBind: boolean;
   maxConnections: number;
+  maxConnectionsPerIp?: number;
   idleTimeoutMs: number;
   maxPduBytes: number;
   maxOutstanding: number;
@@ -30,6 +32,7 @@ export function splitHostPort(hp: string): { host: string; port: number } {
 export class LdapListeners<I> {
   private readonly servers: Server[] = [];
   private readonly sessions = new Set<Session<I>>();
+  private readonly perIp = new Map<string, number>();
   private secureContext: SecureContext | undefined;
   private readonly tlsFiles: { cert: Buffer; key: Buffer } | undefined;
   /** actual addresses once listening (port 0 resolves to an ephemeral port) */
@@ -79,6 +82,20 @@ export class LdapListeners<I> {
       socket.destroy();
       return;
     }
+    const ip = socket.remoteAddress ?? '';
+    const fromIp = this.perIp.get(ip) ?? 0;
+    if (this.o.maxConnectionsPerIp && fromIp >= this.o.maxConnectionsPerIp) {
+      this.o.observer.rejected('max_connections_per_ip');
+      // Notice of Disconnection (RFC 4511 §4.4.1) with busy, then close
+      socket.end(encodeExtended(0, ResultCode.busy, { name: '1.3.6.1.4.1.1466.20036', message: 'too many connections from this address' }));
+      return;
+    }
+    this.perIp.set(ip, fromIp + 1);
+    socket.once('close', () => {
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    });
     const session = new Session<I>(socket, {
       handlers: this.o.handlers,
       observer: this.o.observer,

@@ -98,5 +98,5 @@ export interface Handlers<I> {
 export interface OpObserver {
   op(type: string, code: number, seconds: number): void;
   connection(delta: 1 | -1, tls: boolean): void;
-  rejected(reason: 'max_connections' | 'pdu_too_large' | 'malformed' | 'busy'): void;
+  rejected(reason: 'max_connections' | 'max_connections_per_ip' | 'pdu_too_large' | 'malformed' | 'busy' | 'idle_timeout'): void;
 }

@@ -152,3 +152,39 @@ t.test('an anonymous bind is allowed (rootDSE only by default); an unauthenticat
   t.equal(dse.searchEntries[0]?.vendorName, 'ldap-gateway');
   await t.rejects(c.bind('uid=alice,ou=users,dc=vpn,dc=example,dc=test', ''), { code: 49 });
 });
+
+t.test('limits per address: connections (Notice of Disconnection, busy) and bind rate (busy 51)', async (t) => {
+  const lim = await startFromYaml(`demo: true
+listen:
+  ldap: 127.0.0.1:0
+  maxConnectionsPerIp: 3
+protection:
+  bindRatePerIp: 2
+  bindBurstPerIp: 4
+directory:
+  baseDN: ${BASE}
+`);
+  t.teardown(() => lim.stop());
+  const open = await Promise.all([1, 2, 3].map(() => new Promise<ReturnType<typeof connect>>((r) => {
+    const s = connect(lim.gw.ldapPort as number, '127.0.0.1', () => r(s));
+  })));
+  t.teardown(() => open.forEach((s) => s.destroy()));
+  const fourth = await new Promise<{ data: Buffer; closed: boolean }>((resolve) => {
+    const chunks: Buffer[] = [];
+    const s = connect(lim.gw.ldapPort as number, '127.0.0.1');
+    s.on('data', (d) => chunks.push(d));
+    s.on('close', () => resolve({ data: Buffer.concat(chunks), closed: true }));
+    s.on('error', () => undefined);
+  });
+  t.ok(fourth.closed && fourth.data.includes(Buffer.from('1.3.6.1.4.1.1466.20036')), 'the 4th connection gets a Notice of Disconnection');
+  t.equal(firstResultCode(fourth.data)?.code, 51, 'with busy');
+  open.forEach((s) => s.destroy());
+  await new Promise((r) => setTimeout(r, 100));
+
+  const c = new Client({ url: lim.url, timeout: 5000 });
+  t.teardown(() => c.unbind().catch(() => undefined));
+  const codes: number[] = [];
+  for (let i = 0; i < 8; i++) codes.push(await c.bind('alice', 'demo-password').then(() => 0, (e: { code: number }) => e.code));
+  t.same(codes.slice(0, 4), [0, 0, 0, 0], 'the burst passes');
+  t.ok(codes.slice(4).includes(51), `then binds get busy (${codes.join(',')})`);
+});

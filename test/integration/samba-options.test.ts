@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Client } from 'ldapts';
 import { PduFramer, peekEnvelope } from '../../src/server/framing';
+import { int, msg, str, tlv } from '../helpers/ber';
 import { bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, ROOT, run, sambaEnv, sambaExampleYaml, startFromYaml } from '../helpers/gateway';
 
 const PW = bedEnv('SAMBA_AD_USER_PASS');
@@ -132,21 +133,6 @@ t.test('per consumer, config says what it may do', async (t) => {
   await b.bind('carol', PW);
   t.pass('it may still authenticate users on its connection');
 });
-
-// BER building for the raw-socket abandon test
-function len(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-const tlv = (tag: number, ...parts: Buffer[]) => {
-  const body = Buffer.concat(parts);
-  return Buffer.concat([Buffer.from([tag]), len(body.length), body]);
-};
-const str = (tag: number, s: string) => tlv(tag, Buffer.from(s, 'utf8'));
-const int = (tag: number, n: number) => tlv(tag, Buffer.from([n]));
-const msg = (id: number, op: Buffer) => tlv(0x30, int(0x02, id), op);
 
 t.test('abandon stops a running search: no more entries, no SearchResultDone, connection usable', async (t) => {
   const g = await startFromYaml(sambaExampleYaml(), sambaEnv());

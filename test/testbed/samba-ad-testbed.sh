@@ -253,6 +253,11 @@ EOF
   st group add Remote --groupou=OU=Groups
   st group addmembers Remote eve
   st user create 'jürgen' "$USERPASS" --given-name='Jürgen' --surname='Klein' --mail-address="juergen@$realm_lc" --userou=OU=People
+  # lockout-shield tests: AD locks 'guarded' after 5 bad passwords (a fine-grained policy)
+  mkuser guarded Gary Guarded '+1 555 0111'
+  st domain passwordsettings pso create guard-pso 11 --account-lockout-threshold=5 \
+     --account-lockout-duration=600 --reset-account-lockout-after=600
+  st domain passwordsettings pso apply guard-pso guarded
 }
 
 populate_biggroup() {   # one group with every bulk user plus alice (> 1500 members)

@@ -1,6 +1,7 @@
 import t from 'tap';
-import { PduFramer, peekEnvelope } from '../../src/server/framing';
+import { PduFramer, peekEnvelope, wellFormed } from '../../src/server/framing';
 import { encodeEntry, Parser } from '../../src/server/ldapjs';
+import { equality, msg, present, searchRequest, tlv } from '../helpers/ber';
 
 // an UnbindRequest (messageID 5) and a 200-byte dummy PDU with long-form length
 const unbind = Buffer.from('30050201054200', 'hex');
@@ -53,4 +54,16 @@ t.test('search entries are encoded byte-exactly: the DN as given, non-ASCII as U
     t.equal(got.messageId, 300, 'ldapjs decodes our encoding');
     t.same(got.attributes.map((a) => [a.type, a.values]), [['givenName', values], ['empty', []]]);
   }
+});
+
+t.test('BER well-formedness: inner lengths must fit, all the way down', async (t) => {
+  t.ok(wellFormed(unbind, 10));
+  t.ok(wellFormed(msg(2, searchRequest('ou=users,dc=x', tlv(0xa0, equality('uid', 'a'), present('mail')), ['mail', 'uid'])), 10), 'a real search');
+  t.notOk(wellFormed(long, 10), 'filler bytes inside a constructed element');
+  // the payload the fuzz test found: an attributes SEQUENCE of 6 bytes holding an OCTET STRING of 121
+  const bad = Buffer.from('304e020102634904226f754675736572732cb8633d76706e2c64d03d6578616d706cbc2c64633d746573ee0a01020a0100020100020100010100a30c04037569640405616c691565300604796d61696c', 'hex');
+  t.notOk(wellFormed(bad, 10));
+  t.notOk(wellFormed(Buffer.from([0x30, 0x03, 0x30, 0x05, 0x00]), 10), 'child longer than parent');
+  t.notOk(wellFormed(Buffer.from([0x30, 0x04, 0x30, 0x02, 0x30, 0x00]), 1), 'too deep');
+  t.notOk(wellFormed(Buffer.from([0x1f, 0x01, 0x00]), 10), 'multi-byte tag');
 });
