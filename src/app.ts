@@ -143,6 +143,9 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     mail: cfg.directory.bindNames.mail,
     anonymous: cfg.auth.anonymous,
     diagnostics: cfg.auth.diagnostics,
+    // with provisioning on, each bind reads the user's current entry: a change in AD is provisioned on
+    // the next bind, not after the cache expires
+    resolveCacheMs: cfg.provisioning.mode === 'off' ? cfg.auth.resolveCacheMs : 0,
     log,
     observe: (result, reason) => metrics.bind(result, reason),
     ...events.authHooks,

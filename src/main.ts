@@ -97,7 +97,7 @@ if (require.main === module) {
   );
 }
 
-function outboxCommand(argv: string[]): number {
+async function outboxCommand(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, id: { type: 'string', multiple: true }, all: { type: 'boolean' }, json: { type: 'boolean' } } });
@@ -144,7 +144,7 @@ function outboxCommand(argv: string[]): number {
       process.stdout.write(`${outbox.purge(all)} event(s) deleted\n`);
     }
   } finally {
-    outbox.close();
+    await outbox.close();
   }
   return 0;
 }

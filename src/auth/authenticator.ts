@@ -2,6 +2,7 @@
 // config; every other name resolved to exactly one AD entry by a service search; then an upstream bind
 // as that DN on the bind pool; AD's reason decoded. One audit line per bind, never a password.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { ConsumerConfig } from '../config/schema';
 import { isWithin, normalizeDN } from '../directory/dn';
@@ -46,6 +47,8 @@ export interface AuthOptions {
   failed?: (name: string, reason: BindReason, client: string, dn?: string) => void;
   /** the lockout shield and bind rate limits (absent: none) */
   guard?: LockoutGuard;
+  /** how long a resolved bind name (name -> AD entry) is reused; 0: always look it up */
+  resolveCacheMs: number;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -63,6 +66,8 @@ interface Outcome {
 export class Authenticator {
   private readonly consumers: Array<{ name: string; dn: string; norm: string; secret: Buffer; access: ConsumerAccess }>;
   private readonly usersBaseNorm: string;
+  /** bind name -> the AD entries it resolved to, briefly (ARCHITECTURE.md, Bind step 2) */
+  private readonly resolved: LRUCache<string, AdEntry[]> | undefined;
 
   constructor(private readonly o: AuthOptions) {
     this.consumers = o.consumers.map((c) => ({
@@ -73,6 +78,7 @@ export class Authenticator {
       access: { search: c.search, subtrees: c.subtrees, attributes: c.attributes ? new Set(c.attributes.map((a) => a.toLowerCase())) : undefined },
     }));
     this.usersBaseNorm = normalizeDN(o.usersSource.base);
+    if (o.resolveCacheMs > 0) this.resolved = new LRUCache({ max: 50_000, ttl: o.resolveCacheMs });
   }
 
   async bind(op: BindOp, session: SessionInfo<Identity>): Promise<{ result: LdapResult; identity?: Identity }> {
@@ -157,11 +163,16 @@ export class Authenticator {
     if (name.form === 'invalid') return local('invalid_name');
     if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return local('unknown_user');
 
-    let found: AdEntry[];
-    try {
-      found = await this.resolve(name);
-    } catch (err) {
-      return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err) };
+    // only a look-up that found exactly one entry is reused, and only until a bind with that name fails
+    const cacheKey = op.name.trim().toLowerCase();
+    let found = this.resolved?.get(cacheKey);
+    if (!found) {
+      try {
+        found = await this.resolve(name);
+      } catch (err) {
+        return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err) };
+      }
+      if (found.length === 1) this.resolved?.set(cacheKey, found);
     }
     if (found.length === 0) return local('unknown_user');
     if (found.length > 1) return local('ambiguous_user');
@@ -174,9 +185,13 @@ export class Authenticator {
 
     // the shield: refused here, AD never sees the attempt (and its badPwdCount never moves)
     if (guard?.accountBlocked(ad.dn, client)) return { reason: 'throttled', entry };
-    if (guard?.knownWrong(ad.dn, op.password)) return { reason: 'bad_credentials', entry };
+    if (guard?.knownWrong(ad.dn, op.password)) {
+      this.resolved?.delete(cacheKey);
+      return { reason: 'bad_credentials', entry };
+    }
 
     const r = await this.o.upstream.bind(ad.dn, op.password);
+    if (!r.ok) this.resolved?.delete(cacheKey); // a renamed, moved or deleted account re-resolves at once
     if (!r.ok) {
       if (r.reason === 'bad_credentials') guard?.badPassword(ad.dn, op.password, client);
       return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };

@@ -141,8 +141,10 @@ export const configSchema = z
       .strictObject({
         anonymous: z.enum(['rootdse', 'deny', 'allow']).default('rootdse'),
         diagnostics: z.enum(['reason', 'raw', 'none']).default('reason'),
+        // a bind name's look-up (name -> AD entry) is reused this long; a failed bind drops it at once
+        resolveCacheMs: z.int().nonnegative().default(60_000),
       })
-      .default({ anonymous: 'rootdse', diagnostics: 'reason' }),
+      .default({ anonymous: 'rootdse', diagnostics: 'reason', resolveCacheMs: 60_000 }),
     consumers: z.array(consumer).default([]),
     provisioning: z
       .strictObject({
@@ -152,6 +154,9 @@ export const configSchema = z
         outbox: z.string().min(1).default('var/outbox'),
         // a user's repeated binds with unchanged data cause one delivery per window
         dedupeWindowMs: z.int().nonnegative().default(3_600_000),
+        // true: an acknowledged bind's event survives a machine crash (fsync per commit); false: a
+        // gateway crash (kill -9) only, for less bind latency
+        fsync: z.boolean().default(true),
         retry: z
           .strictObject({ initialMs: z.int().positive().default(1000), maxMs: z.int().positive().default(300_000) })
           .default({ initialMs: 1000, maxMs: 300_000 }),
@@ -172,7 +177,7 @@ export const configSchema = z
           })
           .optional(),
       })
-      .default({ mode: 'off', outbox: 'var/outbox', dedupeWindowMs: 3_600_000, retry: { initialMs: 1000, maxMs: 300_000 } }),
+      .default({ mode: 'off', outbox: 'var/outbox', dedupeWindowMs: 3_600_000, fsync: true, retry: { initialMs: 1000, maxMs: 300_000 } }),
     protection: z
       .strictObject({
         // the lockout shield: failed binds per (account, address), per account and per address in a

@@ -1,10 +1,11 @@
 // The durable outbox: provisioning events on local disk (SQLite, WAL, synchronous=FULL), written with
-// group commit. append() resolves only once the event is on disk, so a bind acknowledged after it
-// survives kill -9 of the gateway. Events that arrive while one commit runs share the next one.
-// better-sqlite3 is synchronous: a commit (one WAL append + fsync, ~0.3 ms here) blocks the event loop,
-// which group commit amortizes over every event waiting at that moment.
+// group commit. append() resolves only once the event is on disk (fsync'd), so a bind acknowledged after
+// it survives kill -9 of the gateway, and a machine crash too. better-sqlite3 is synchronous, so commits
+// run on a worker thread with its own connection: while one commit (WAL append + fsync) is in flight,
+// the event loop keeps serving, and every event that arrives meanwhile joins the next commit.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
 export type EventKind = 'bind.success' | 'bind.failure';
@@ -55,17 +56,65 @@ const toEvent = (r: Row): StoredEvent => ({
   deadReason: r.dead_reason,
 });
 
+/** The commit loop, run in a worker thread: one transaction per batch it is handed. */
+const WRITER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.sqlite);
+const db = new Database(workerData.file);
+db.pragma('journal_mode = WAL');
+db.pragma(workerData.fsync ? 'synchronous = FULL' : 'synchronous = NORMAL');
+db.pragma('busy_timeout = 5000');
+const insert = db.prepare('insert into events (created_at, kind, subject, payload, next_at) values (?, ?, ?, ?, ?)');
+const superseded = db.prepare("delete from events where subject = ? and kind = 'bind.success' and state = 'pending'");
+const commit = db.transaction((rows, supersede) => {
+  const now = Date.now();
+  for (const r of rows) {
+    if (supersede && r.kind === 'bind.success') superseded.run(r.subject);
+    insert.run(now, r.kind, r.subject, r.payload, now);
+  }
+});
+parentPort.on('message', (m) => {
+  if (m === 'close') { db.close(); parentPort.close(); return; }
+  try { commit(m.rows, m.supersede); parentPort.postMessage({ id: m.id }); }
+  catch (err) { parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) }); }
+});
+`;
+
+interface Pending {
+  e: OutboxEvent;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 export class Outbox {
+  private readonly file: string;
+  /** reads (due events, listings) */
   private readonly db: Database.Database;
-  private batch: Array<{ e: OutboxEvent; resolve: () => void; reject: (err: unknown) => void }> = [];
-  private flushing = false;
-  private readonly insertMany: (rows: OutboxEvent[]) => void;
+  /**
+   * The delivery bookkeeping (delivered, retry, dead) without fsync: only the insert is a promise to a
+   * client. In WAL mode an unsynced commit still survives a process crash; a power loss at worst
+   * re-delivers an event, which delivery is idempotent for.
+   */
+  private readonly meta: Database.Database;
+  private writer: Worker | undefined; // started on the first append (the outbox CLI never needs it)
+  private batch: Pending[] = [];
+  private inFlight: Pending[] | undefined;
+  private nextId = 1;
   private readonly listeners = new Set<() => void>();
 
-  /** supersede: a new bind.success for a user replaces that user's pending ones (the newest state wins) */
-  constructor(dir: string, supersede = false) {
+  /**
+   * supersede: a new bind.success for a user replaces that user's pending ones (the newest state wins).
+   * fsync: an acknowledged event survives a machine crash; without it, a crash of the gateway process
+   * (kill -9) only, since WAL writes reach the OS before the commit returns.
+   */
+  constructor(
+    dir: string,
+    private readonly supersede = false,
+    private readonly fsync = true,
+  ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.db = new Database(join(dir, 'outbox.sqlite'));
+    this.file = join(dir, 'outbox.sqlite');
+    this.db = new Database(this.file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
@@ -83,41 +132,47 @@ export class Outbox {
         dead_reason text
       );
       create index if not exists events_due on events (state, next_at, id);
+      create index if not exists events_subject on events (subject, kind, state);
     `);
-    const insert = this.db.prepare('insert into events (created_at, kind, subject, payload, next_at) values (?, ?, ?, ?, ?)');
-    const superseded = this.db.prepare("delete from events where subject = ? and kind = 'bind.success' and state = 'pending'");
-    this.insertMany = this.db.transaction((rows: OutboxEvent[]) => {
-      const now = Date.now();
-      for (const r of rows) {
-        if (supersede && r.kind === 'bind.success') superseded.run(r.subject);
-        insert.run(now, r.kind, r.subject, JSON.stringify(r.payload), now);
-      }
-    });
+    this.meta = new Database(this.file);
+    this.meta.pragma('synchronous = NORMAL');
+    this.meta.pragma('busy_timeout = 5000');
   }
 
   /** Resolves once the event is durably on disk. */
   append(e: OutboxEvent): Promise<void> {
     return new Promise((resolve, reject) => {
       this.batch.push({ e, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => this.flush());
-      }
+      if (!this.inFlight) this.send();
     });
   }
 
-  private flush(): void {
-    const batch = this.batch;
+  private startWriter(): Worker {
+    const w = new Worker(WRITER, { eval: true, workerData: { file: this.file, fsync: this.fsync, sqlite: require.resolve('better-sqlite3') } });
+    w.on('message', (m: { id: number; error?: string }) => this.committed(m.error));
+    w.on('error', (err) => this.committed(err.message));
+    w.unref();
+    return w;
+  }
+
+  private send(): void {
+    if (this.batch.length === 0) return;
+    this.writer ??= this.startWriter();
+    this.inFlight = this.batch;
     this.batch = [];
-    try {
-      this.insertMany(batch.map((b) => b.e));
-      for (const b of batch) b.resolve();
-      for (const l of this.listeners) l();
-    } catch (err) {
-      for (const b of batch) b.reject(err);
+    const rows = this.inFlight.map((p) => ({ kind: p.e.kind, subject: p.e.subject, payload: JSON.stringify(p.e.payload) }));
+    this.writer.postMessage({ id: this.nextId++, rows, supersede: this.supersede });
+  }
+
+  private committed(error?: string): void {
+    const done = this.inFlight ?? [];
+    this.inFlight = undefined;
+    for (const p of done) {
+      if (error) p.reject(new Error(`outbox write failed: ${error}`));
+      else p.resolve();
     }
-    if (this.batch.length > 0) setImmediate(() => this.flush());
-    else this.flushing = false;
+    if (!error && done.length > 0) for (const l of this.listeners) l();
+    this.send();
   }
 
   /** Called after each commit that added events (the delivery worker wakes up). */
@@ -128,7 +183,7 @@ export class Outbox {
 
   /** Pending events due now, oldest first. */
   due(limit: number, now = Date.now()): StoredEvent[] {
-    return (this.db.prepare("select * from events where state = 'pending' and next_at <= ? order by id limit ?").all(now, limit) as Row[]).map(toEvent);
+    return (this.meta.prepare("select * from events where state = 'pending' and next_at <= ? order by id limit ?").all(now, limit) as Row[]).map(toEvent);
   }
 
   /** When the next pending event is due (undefined when none is pending). */
@@ -138,15 +193,15 @@ export class Outbox {
   }
 
   delivered(id: number): void {
-    this.db.prepare('delete from events where id = ?').run(id);
+    this.meta.prepare('delete from events where id = ?').run(id);
   }
 
   retryLater(id: number, nextAt: number, error: string): void {
-    this.db.prepare('update events set attempts = attempts + 1, next_at = ?, last_error = ? where id = ?').run(nextAt, error, id);
+    this.meta.prepare('update events set attempts = attempts + 1, next_at = ?, last_error = ? where id = ?').run(nextAt, error, id);
   }
 
   dead(id: number, reason: string): void {
-    this.db.prepare("update events set state = 'dead', attempts = attempts + 1, dead_reason = ? where id = ?").run(reason, id);
+    this.meta.prepare("update events set state = 'dead', attempts = attempts + 1, dead_reason = ? where id = ?").run(reason, id);
   }
 
   /** Whether a dead letter for this subject with this reason exists already. */
@@ -177,8 +232,17 @@ export class Outbox {
     return { pending: r.pending ?? 0, dead: r.dead ?? 0, oldestPendingAgeSeconds: r.oldest ? (now - r.oldest) / 1000 : 0 };
   }
 
-  close(): void {
-    if (this.batch.length > 0) this.flush();
+  /** Finish the commits under way, then close. */
+  async close(): Promise<void> {
+    while (this.inFlight || this.batch.length > 0) await new Promise((r) => setTimeout(r, 5));
+    if (this.writer) {
+      const w = this.writer;
+      await new Promise<void>((resolve) => {
+        w.once('exit', () => resolve());
+        w.postMessage('close');
+      });
+    }
+    this.meta.close();
     this.db.close();
   }
 }

@@ -22,7 +22,7 @@ const EVENT_ATTRIBUTES = ['uid', 'givenName', 'sn', 'mail', 'mobile', 'memberOf'
 export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, directory: DirectorySearch, users: Mapper): { authHooks: AuthHooks; stop(deadlineMs: number): Promise<void> } {
   const p = cfg.provisioning;
   const durable = p.mode === 'defguard' || p.mode === 'webhook';
-  const outbox = durable ? new Outbox(p.outbox, p.mode === 'defguard') : undefined;
+  const outbox = durable ? new Outbox(p.outbox, p.mode === 'defguard', p.fsync) : undefined;
   const provisioner = new Provisioner({ mode: p.mode, outbox, dedupeWindowMs: p.dedupeWindowMs, log, observe: (kind, outcome) => metrics.provisioningEvents.inc({ kind, outcome }) });
 
   let worker: DeliveryWorker | undefined;
@@ -67,7 +67,7 @@ export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, di
     authHooks,
     async stop(deadlineMs) {
       await worker?.stop(deadlineMs);
-      outbox?.close();
+      await outbox?.close();
     },
   };
 }

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# npm run bench -- ldap-gateway against the direct path and OpenLDAP's back-ldap proxy, in the same run.
+#
+# Starts on loopback: the upstream slapd (back-mdb, N_USERS users) and the back-ldap proxy
+# (bench/openldap-anchor.sh), and the gateway in front of the same upstream. Every cell runs the three
+# targets back to back (interleaved), so ratios compare like with like on a shared, noisy machine.
+# Everything it starts is stopped at the end, by PID, however the run ends.
+#
+#   BENCH_MODE=full   (default) 10 s cells, concurrency 1 4 16, 3 repeats (medians): about 30 minutes
+#   BENCH_MODE=smoke  2 s cells, concurrency 4, 1 repeat: about 2 minutes (CI runs this)
+#   BENCH_DIR=var/bench/<N>-users   data (kept between runs: the upstream is loaded once) and results/
+#
+# Scenarios (C probe "ldlat" from the anchor, libldap: exact latency percentiles):
+#   rebind  bind as random users on a kept-open connection
+#   bind    new connection + bind + unbind per login
+#   search  one-entry search by uid on a bound connection (random users)
+#   cached  the same, over 50 users only (the gateway answers repeats from its cache)
+#   outbox  rebind on a second gateway recording a provisioning event per bind (dedupe off)
+# and with a Node generator (what ldlat cannot do): a Defguard full sync (paged users + groups),
+# 10,000 idle connections (gateway RSS).
+# Needs: slapd, ldap-utils, libldap-dev, gcc, python3 (the anchor), node.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+MODE=${BENCH_MODE:-full}
+export N_USERS=${N_USERS:-10000} N_GROUPS=${N_GROUPS:-50}
+# the upstream's data is generated once per size and kept
+DIR=$(mkdir -p "${BENCH_DIR:-$root/var/bench/$N_USERS-users}" && cd "${BENCH_DIR:-$root/var/bench/$N_USERS-users}" && pwd)
+case "$MODE" in
+  smoke) DUR=${DUR:-2} WARM=${WARM:-0.5} REPEATS=${REPEATS:-1} THREADS=${THREADS:-"4"} IDLE=${IDLE:-2000} ;;
+  full)  DUR=${DUR:-10} WARM=${WARM:-1} REPEATS=${REPEATS:-3} THREADS=${THREADS:-"1 4 16"} IDLE=${IDLE:-10000} ;;
+  *) echo "BENCH_MODE must be smoke or full" >&2; exit 2 ;;
+esac
+SCENARIOS=${SCENARIOS:-"rebind bind search cached outbox"}
+UP=3890; BL=3891; GW=3895; GW_HTTP=3896; GWO=3897
+BASE="dc=example,dc=test"
+ANCHOR="$here/openldap-anchor.sh"
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT="$DIR/results/$STAMP"; mkdir -p "$OUT"
+CSV="$OUT/cells.csv"
+HZ=$(getconf CLK_TCK)
+PIDS=()
+
+for bin in slapd slapadd ldapsearch gcc node; do command -v "$bin" >/dev/null || { echo "bench: '$bin' is missing (apt-get install slapd ldap-utils libldap-dev gcc)" >&2; exit 3; }; done
+[ -f /usr/include/ldap.h ] || { echo "bench: libldap-dev is missing (apt-get install libldap-dev)" >&2; exit 3; }
+
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
+  bash "$ANCHOR" down "$DIR" >/dev/null 2>&1 || true
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+log() { echo "bench: $*" >&2; }
+
+log "mode $MODE: ${DUR}s cells, concurrency '$THREADS', $REPEATS repeat(s), $N_USERS users; results in $OUT"
+bash "$ANCHOR" up "$DIR" >&2
+LDLAT=$(bash "$ANCHOR" ldlat "$DIR")
+npm run --silent build >/dev/null
+npx tsc -p tsconfig.bench.json
+
+# The gateway mirrors the upstream's naming (users at uid=userNNNN,ou=people,dc=example,dc=test), so
+# the same probe arguments drive all three targets; it still resolves, maps and rebuilds every entry.
+# The probes search as the upstream's admin; on the gateway that DN is a consumer, as Defguard's would be.
+gateway_config() {  # file port http provisioning-block
+  cat > "$1" <<EOF
+listen:
+  ldap: 127.0.0.1:$2
+  maxConnections: 20000
+  maxConnectionsPerIp: 20000
+http:
+  listen: 127.0.0.1:$3
+log:
+  level: info
+upstream:
+  flavor: openldap
+  urls: [ "ldap://127.0.0.1:$UP" ]
+  bind:
+    dn: "cn=admin,$BASE"
+    password: bench-secret
+  baseDN: "$BASE"
+  pool: { service: 4, bind: 16 }
+directory:
+  baseDN: "$BASE"
+  users: { rdn: ou=people }
+  groups: { rdn: ou=groups, objectClass: groupOfNames }
+consumers:
+  - name: probe
+    bindDN: "cn=admin,$BASE"
+    password: bench-secret
+$4
+EOF
+}
+
+start_gateway() {  # config port; sets STARTED to its pid (no subshell: PIDS must keep it for cleanup)
+  node bin/ldap-gateway.js --config "$1" >> "$OUT/gateway-$2.log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+  for _ in $(seq 100); do ldapsearch -x -H "ldap://127.0.0.1:$2" -s base -b '' vendorName >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "the gateway on :$2 did not start: $(tail -3 "$OUT/gateway-$2.log")"; exit 1
+}
+
+gateway_config "$DIR/gateway.yaml" "$GW" "$GW_HTTP" ""
+start_gateway "$DIR/gateway.yaml" "$GW"; GW_PID=$STARTED
+node bench-dist/bench/sink.js 3899 > "$OUT/sink.log" 2>&1 &
+PIDS+=("$!")
+gateway_config "$DIR/gateway-outbox.yaml" "$GWO" 3898 "provisioning:
+  mode: webhook
+  outbox: $DIR/outbox
+  dedupeWindowMs: 0
+  webhook: { url: 'http://127.0.0.1:3899/events', secret: bench-signing-secret-0123 }"
+rm -rf "$DIR/outbox"
+start_gateway "$DIR/gateway-outbox.yaml" "$GWO"; GWO_PID=$STARTED
+UP_PID=$(cat "$DIR/upstream/slapd.pid"); BL_PID=$(cat "$DIR/proxy/slapd.pid")
+
+ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+echo "scenario,threads,rep,target,ops_per_s,p50_ms,p99_ms,errors,proxy_cpu_us_per_op,proxy_rss_mib" > "$CSV"
+cell() {  # scenario threads rep target port pid(proxy or 0) ldlat-args...
+  local sc=$1 n=$2 rep=$3 tg=$4 port=$5 pid=$6; shift 6
+  local t0=0 t1=0 line
+  [ "$pid" != 0 ] && t0=$(ticks "$pid")
+  line=$("$LDLAT" -H "ldap://127.0.0.1:$port/" -n "$n" -d "$DUR" -W "$WARM" -D "cn=admin,$BASE" -w bench-secret "$@")
+  [ "$pid" != 0 ] && t1=$(ticks "$pid")
+  echo "$line" | awk -v sc="$sc" -v n="$n" -v rep="$rep" -v tg="$tg" -v dt=$((t1 - t0)) -v hz="$HZ" -v dur="$DUR" -v warm="$WARM" -v rss="$( [ "$pid" != 0 ] && rss_mib "$pid" || echo 0)" -v csv="$CSV" '
+    { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+    END {
+      ops = v["ops"] * (dur + warm) / dur   # the tick delta includes the warm-up second(s)
+      cpu = (ops > 0 && dt > 0) ? dt / hz * 1e6 / ops : 0
+      printf "%s,%s,%s,%s,%s,%s,%s,%s,%.0f,%s\n", sc, n, rep, tg, v["ops_per_s"], v["p50"], v["p99"], v["errors"], cpu, rss >> csv
+      printf "  %-7s n=%-2s rep=%s %-9s %9.0f ops/s  p50 %6s ms  p99 %7s ms  errors %s  proxy cpu %4.0f us/op  rss %s MiB\n", sc, n, rep, tg, v["ops_per_s"], v["p50"], v["p99"], v["errors"], cpu, rss
+    }'
+}
+
+for sc in $SCENARIOS; do
+  for n in $THREADS; do
+    for rep in $(seq "$REPEATS"); do
+      case $sc in
+        rebind|bind|search) m=$sc; range=(-R "$N_USERS") ;;
+        cached) m=search; range=(-r 1 -R 50) ;;
+        outbox) m=rebind; range=(-R "$N_USERS") ;;
+      esac
+      if [ "$sc" = outbox ]; then
+        cell "$sc" "$n" "$rep" gateway "$GW" "$GW_PID" -m rebind "${range[@]}"
+        cell "$sc" "$n" "$rep" gw+outbox "$GWO" "$GWO_PID" -m rebind "${range[@]}"
+      else
+        cell "$sc" "$n" "$rep" direct "$UP" 0 -m "$m" "${range[@]}"
+        cell "$sc" "$n" "$rep" back-ldap "$BL" "$BL_PID" -m "$m" "${range[@]}"
+        cell "$sc" "$n" "$rep" gateway "$GW" "$GW_PID" -m "$m" "${range[@]}"
+      fi
+    done
+  done
+done
+
+log "Defguard full sync (paged S10 + S11), $REPEATS repeat(s) per target"
+SYNC="$OUT/sync.txt"; : > "$SYNC"
+for rep in $(seq "$REPEATS"); do
+  for tp in "direct $UP" "back-ldap $BL" "gateway $GW"; do
+    set -- $tp
+    line=$(node bench-dist/bench/sync.js "$2" "cn=admin,$BASE" bench-secret "ou=people,$BASE" "ou=groups,$BASE")
+    echo "$1 $line" | tee -a "$SYNC" >&2
+  done
+done
+GW_SYNC_HWM=$(awk '/^VmHWM/ {printf "%.0f", $2/1024}' "/proc/$GW_PID/status")
+
+log "$IDLE idle connections to the gateway"
+RSS_BEFORE=$(rss_mib "$GW_PID")
+node bench-dist/bench/idle.js "$GW" "$IDLE" 4 > "$OUT/idle.txt" &
+IDLE_PID=$!; PIDS+=("$IDLE_PID")
+for _ in $(seq 600); do grep -q '^open=' "$OUT/idle.txt" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+RSS_IDLE=$(rss_mib "$GW_PID")
+wait "$IDLE_PID" || true
+echo "idle: $(cat "$OUT/idle.txt") gateway RSS ${RSS_BEFORE} MiB before, ${RSS_IDLE} MiB with them open" | tee -a "$OUT/idle.txt" >&2
+
+# summary: medians over repeats; ratios gateway/direct and gateway/back-ldap
+{
+  echo "# ldap-gateway benchmark ($MODE, $STAMP)"
+  echo
+  echo "Machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); node $(node --version); slapd $(slapd -VV 2>&1 | sed -n 's/.*slapd \([0-9.]*\).*/\1/p' | head -1); $N_USERS users. Cells of ${DUR} s, medians of $REPEATS."
+  echo
+  echo "| scenario | n | direct ops/s | back-ldap ops/s | gateway ops/s | gw/direct | gw/back-ldap | p50 ms direct / back-ldap / gw | p99 ms direct / back-ldap / gw | gw CPU µs/op | gw RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  awk -F, 'NR > 1 { k = $1 SUBSEP $2 SUBSEP $4; n[k]++; ops[k, n[k]] = $5; p50[k, n[k]] = $6; p99[k, n[k]] = $7; cpu[k, n[k]] = $9; rss[k, n[k]] = $10; if (!($1 SUBSEP $2 in seen)) { order[++o] = $1 SUBSEP $2; seen[$1 SUBSEP $2] = 1 } }
+    function med(a, k,    i, j, t, m, x) { m = n[k]; for (i = 1; i <= m; i++) x[i] = a[k, i] + 0; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t } return m ? x[int((m + 1) / 2)] : 0 }
+    END {
+      for (i = 1; i <= o; i++) {
+        split(order[i], sn, SUBSEP); d = order[i] SUBSEP "direct"; b = order[i] SUBSEP "back-ldap"; g = order[i] SUBSEP "gateway"; go = order[i] SUBSEP "gw+outbox"
+        if (sn[1] == "outbox") {
+          printf "| outbox (rebind, event per bind) | %s | | gateway %.0f | gw+outbox %.0f | | outbox/plain %.2f | gw %s / gw+outbox %s | gw %s / gw+outbox %s | %.0f / %.0f | %s |\n", sn[2], med(ops, g), med(ops, go), med(ops, g) ? med(ops, go) / med(ops, g) : 0, med(p50, g), med(p50, go), med(p99, g), med(p99, go), med(cpu, g), med(cpu, go), med(rss, go)
+          continue
+        }
+        printf "| %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s / %s / %s | %s / %s / %s | %.0f | %s |\n", sn[1], sn[2], med(ops, d), med(ops, b), med(ops, g), med(ops, d) ? med(ops, g) / med(ops, d) : 0, med(ops, b) ? med(ops, g) / med(ops, b) : 0, med(p50, d), med(p50, b), med(p50, g), med(p99, d), med(p99, b), med(p99, g), med(cpu, g), med(rss, g)
+      }
+    }' "$CSV"
+  echo
+  echo "Defguard full sync (S10 + S11, paged at 500), median seconds per sync:"
+  awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } s[$1, ++n[$1]] = v["secs"]; e[$1] = v["users"] "+" v["groups"] }
+    function med(t,    i, j, x, m, tmp) { m = n[t]; for (i = 1; i <= m; i++) x[i] = s[t, i] + 0; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (x[j] < x[i]) { tmp = x[i]; x[i] = x[j]; x[j] = tmp } return x[int((m + 1) / 2)] }
+    END { for (t in n) printf "- %s: %.2f s (%s users+groups)\n", t, med(t), e[t] }' "$SYNC" | sort
+  echo "- gateway peak RSS after the syncs: $GW_SYNC_HWM MiB"
+  echo
+  echo "Idle connections: $(head -1 "$OUT/idle.txt"); gateway RSS $RSS_BEFORE MiB before, $RSS_IDLE MiB with them open."
+} > "$OUT/summary.md"
+cat "$OUT/summary.md"
+
+# a smoke run must show the whole path working: any error in a gateway cell fails it
+bad=$(awk -F, 'NR > 1 && ($4 == "gateway" || $4 == "gw+outbox") && $8 > 0' "$CSV" | wc -l)
+if [ "$bad" -gt 0 ]; then log "gateway cells with errors: $bad (see $CSV)"; exit 1; fi
