@@ -261,7 +261,7 @@ write_ldlat() {   # path.c
  * build: gcc -O2 -Wall -o ldlat ldlat.c -lldap -llber -lpthread   (needs libldap-dev)
  * usage: ldlat -H ldap://127.0.0.1:3890 -m bind|rebind|search [-n threads] [-d secs]
  *              [-W warmup_secs] [-r lo] [-R hi] [-b base] [-a attr]
- *              [-U dn_fmt] [-P pw_fmt] [-D search_bind_dn] [-w search_bind_pw]
+ *              [-U dn_fmt] [-P pw_fmt] [-D search_bind_dn] [-w search_bind_pw] [-F value_fmt]
  *   bind   : per op: new connection + simple bind as random user + unbind (= ldclt bindeach,bindonly)
  *   rebind : one connection per thread, per op: simple bind as random user on it
  *   search : one connection per thread bound as -D/-w, per op: (attr=userNNNN) subtree, all attrs;
@@ -281,6 +281,7 @@ static const char *uri = "ldap://127.0.0.1:3890/", *mode = "search";
 static const char *base = "ou=people,dc=example,dc=test", *attr = "uid";
 static const char *dnfmt = "uid=user%04d,ou=people,dc=example,dc=test", *pwfmt = "pw%04d";
 static const char *sdn = "uid=user0001,ou=people,dc=example,dc=test", *spw = "pw0001";
+static const char *valfmt = "user%04d";
 static int nthreads = 4, lo = 1, hi = 2000;
 static double dur = 10, warm = 2;
 static volatile int recording = 0, stop = 0;
@@ -309,7 +310,7 @@ static int simple_bind(LDAP *ld, const char *dn, const char *pw) {
 }
 
 static void *worker(void *arg) {
-  tctx *c = arg; char dn[256], pw[64], filt[128]; LDAP *ld = NULL;
+  tctx *c = arg; char dn[256], pw[64], filt[192], val[64]; LDAP *ld = NULL;
   if (strcmp(mode, "bind")) {
     ld = open_ld();
     if (!ld) { c->err++; return NULL; }
@@ -333,7 +334,8 @@ static void *worker(void *arg) {
       else { if (recording) c->err++; ldap_unbind_ext_s(ld, NULL, NULL); ld = open_ld(); if (!ld) return NULL; }
     } else {
       LDAPMessage *res = NULL;
-      snprintf(filt, sizeof filt, "(%s=user%04d)", attr, u);
+      snprintf(val, sizeof val, valfmt, u);
+      snprintf(filt, sizeof filt, "(%s=%s)", attr, val);
       rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_SUBTREE, filt, NULL, 0, NULL, NULL, NULL, 0, &res);
       double t1 = now();
       int ne = (rc == LDAP_SUCCESS) ? ldap_count_entries(ld, res) : -1;
@@ -349,7 +351,8 @@ static int cmpu(const void *a, const void *b) { unsigned x = *(const unsigned *)
 
 int main(int argc, char **argv) {
   int o;
-  while ((o = getopt(argc, argv, "H:m:n:d:W:r:R:b:a:U:P:D:w:")) != -1) switch (o) {
+  while ((o = getopt(argc, argv, "H:m:n:d:W:r:R:b:a:U:P:D:w:F:")) != -1) switch (o) {
+    case 'F': valfmt = optarg; break;
     case 'H': uri = optarg; break;      case 'm': mode = optarg; break;
     case 'n': nthreads = atoi(optarg); break; case 'd': dur = atof(optarg); break;
     case 'W': warm = atof(optarg); break; case 'r': lo = atoi(optarg); break;
@@ -639,11 +642,13 @@ case "${1:-}" in
   bench)  [ $# -ge 3 ] || die "usage: $0 bench DIR PORT [PORT...]"; shift; cmd_bench "$@" ;;
   latency) [ $# -ge 3 ] || die "usage: $0 latency DIR PORT [PORT...]"; shift; cmd_latency "$@" ;;
   ldlat)  [ $# -eq 2 ] || die "usage: $0 ldlat DIR"; dir=$(abs "$2")
-          if [ ! -x "$dir/ldlat" ]; then
+          write_ldlat "$dir/ldlat.c.new"
+          if [ ! -x "$dir/ldlat" ] || ! cmp -s "$dir/ldlat.c.new" "$dir/ldlat.c"; then   # (re)build when the source changed
             [ -f /usr/include/ldap.h ] || die "needs libldap-dev (apt-get install libldap-dev) and gcc"
-            write_ldlat "$dir/ldlat.c"
-            gcc -O2 -Wall -o "$dir/ldlat" "$dir/ldlat.c" -lldap -llber -lpthread || die "ldlat build failed"
+            mv "$dir/ldlat.c.new" "$dir/ldlat.c"
+            gcc -O2 -Wall -o "$dir/ldlat" "$dir/ldlat.c" -lldap -llber -lpthread >&2 || die "ldlat build failed"
           fi
+          rm -f "$dir/ldlat.c.new"
           echo "$dir/ldlat" ;;
   *) sed -n '2,30p' "$0"; exit 2 ;;
 esac

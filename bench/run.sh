@@ -7,8 +7,10 @@
 # Everything it starts is stopped at the end, by PID, however the run ends.
 #
 #   BENCH_MODE=full   (default) 10 s cells, concurrency 1 4 16, 3 repeats (medians): about 30 minutes
-#   BENCH_MODE=smoke  2 s cells, concurrency 4, 1 repeat: about 2 minutes (CI runs this)
+#   BENCH_MODE=smoke  2 s cells, concurrency 4, 1 repeat, 2,000 users: about a minute (CI runs this)
 #   BENCH_DIR=var/bench/<N>-users   data (kept between runs: the upstream is loaded once) and results/
+#   BENCH_AD=1        also: one-entry and repeated searches against Samba AD (the test bed) direct vs
+#                     through the gateway (needs the test bed's template: run npm test once)
 #
 # Scenarios (C probe "ldlat" from the anchor, libldap: exact latency percentiles):
 #   rebind  bind as random users on a kept-open connection
@@ -25,7 +27,8 @@ root=$(cd "$here/.." && pwd)
 cd "$root"
 
 MODE=${BENCH_MODE:-full}
-export N_USERS=${N_USERS:-10000} N_GROUPS=${N_GROUPS:-50}
+[ "$MODE" = smoke ] && DEFAULT_USERS=2000 || DEFAULT_USERS=10000
+export N_USERS=${N_USERS:-$DEFAULT_USERS} N_GROUPS=${N_GROUPS:-50}
 # the upstream's data is generated once per size and kept
 DIR=$(mkdir -p "${BENCH_DIR:-$root/var/bench/$N_USERS-users}" && cd "${BENCH_DIR:-$root/var/bench/$N_USERS-users}" && pwd)
 case "$MODE" in
@@ -33,7 +36,7 @@ case "$MODE" in
   full)  DUR=${DUR:-10} WARM=${WARM:-1} REPEATS=${REPEATS:-3} THREADS=${THREADS:-"1 4 16"} IDLE=${IDLE:-10000} ;;
   *) echo "BENCH_MODE must be smoke or full" >&2; exit 2 ;;
 esac
-SCENARIOS=${SCENARIOS:-"rebind bind search cached outbox"}
+SCENARIOS=${SCENARIOS:-"rebind bind search cached outbox"}   # SCENARIOS=none: only the sync and idle parts
 UP=3890; BL=3891; GW=3895; GW_HTTP=3896; GWO=3897
 BASE="dc=example,dc=test"
 ANCHOR="$here/openldap-anchor.sh"
@@ -126,7 +129,7 @@ cell() {  # scenario threads rep target port pid(proxy or 0) ldlat-args...
   local sc=$1 n=$2 rep=$3 tg=$4 port=$5 pid=$6; shift 6
   local t0=0 t1=0 line
   [ "$pid" != 0 ] && t0=$(ticks "$pid")
-  line=$("$LDLAT" -H "ldap://127.0.0.1:$port/" -n "$n" -d "$DUR" -W "$WARM" -D "cn=admin,$BASE" -w bench-secret "$@")
+  line=$("$LDLAT" -H "ldap://127.0.0.1:$port/" -n "$n" -d "$DUR" -W "$WARM" -D "cn=admin,$BASE" -w bench-secret "$@")   # later options win
   [ "$pid" != 0 ] && t1=$(ticks "$pid")
   echo "$line" | awk -v sc="$sc" -v n="$n" -v rep="$rep" -v tg="$tg" -v dt=$((t1 - t0)) -v hz="$HZ" -v dur="$DUR" -v warm="$WARM" -v rss="$( [ "$pid" != 0 ] && rss_mib "$pid" || echo 0)" -v csv="$CSV" '
     { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
@@ -139,6 +142,7 @@ cell() {  # scenario threads rep target port pid(proxy or 0) ldlat-args...
 }
 
 for sc in $SCENARIOS; do
+  [ "$sc" = none ] && continue
   for n in $THREADS; do
     for rep in $(seq "$REPEATS"); do
       case $sc in
@@ -157,6 +161,41 @@ for sc in $SCENARIOS; do
     done
   done
 done
+
+if [ "${BENCH_AD:-0}" = 1 ]; then
+  # Searches against Active Directory itself (Samba AD from the test bed, cloned at 127.0.0.31): the
+  # gateway's cache answers repeats without AD's per-search cost.
+  SAMBA="$root/test/testbed/samba-ad-testbed.sh"
+  TPL=$(ls -d "${XDG_CACHE_HOME:-$HOME/.cache}"/ldap-gateway/samba-template-* 2>/dev/null | head -1)
+  [ -n "$TPL" ] || { log "BENCH_AD=1 needs the Samba template: run npm test once"; exit 3; }
+  rm -rf "$DIR/samba"
+  SAMBA_IP=127.0.0.31 bash "$SAMBA" clone "$TPL" "$DIR/samba" >&2
+  bash "$SAMBA" up "$DIR/samba" >&2
+  trap 'bash "$SAMBA" down "$DIR/samba" >/dev/null 2>&1 || true; cleanup' EXIT INT TERM
+  eval "$(bash "$SAMBA" env "$DIR/samba")"
+  cat > "$DIR/gateway-ad.yaml" <<EOF
+listen: { ldap: "127.0.0.1:3893" }
+log: { level: info }
+upstream:
+  urls: [ "$SAMBA_AD_URL" ]
+  bind: { dn: "$SAMBA_AD_SERVICE_DN", password: "$SAMBA_AD_USER_PASS" }
+  baseDN: "$SAMBA_AD_BASE_DN"
+directory:
+  baseDN: dc=vpn,dc=example,dc=test
+consumers:
+  - { name: probe, bindDN: "cn=probe,dc=vpn,dc=example,dc=test", password: probe-secret-1 }
+EOF
+  start_gateway "$DIR/gateway-ad.yaml" 3893; GWA_PID=$STARTED
+  for n in $THREADS; do
+    for rep in $(seq "$REPEATS"); do
+      for sc in search-ad cached-ad; do
+        [ $sc = cached-ad ] && range=(-r 1 -R 50) || range=(-r 1 -R 1500)
+        cell "$sc" "$n" "$rep" direct-ad 389 0 -H "$SAMBA_AD_URL" -m search -b "$SAMBA_AD_BASE_DN" -a sAMAccountName -F bulk%04d -D "$SAMBA_AD_SERVICE_DN" -w "$SAMBA_AD_USER_PASS" "${range[@]}"
+        cell "$sc" "$n" "$rep" gateway 3893 "$GWA_PID" -m search -b ou=users,dc=vpn,dc=example,dc=test -a uid -F bulk%04d -D cn=probe,dc=vpn,dc=example,dc=test -w probe-secret-1 "${range[@]}"
+      done
+    done
+  done
+fi
 
 log "Defguard full sync (paged S10 + S11), $REPEATS repeat(s) per target"
 SYNC="$OUT/sync.txt"; : > "$SYNC"
@@ -179,34 +218,11 @@ RSS_IDLE=$(rss_mib "$GW_PID")
 wait "$IDLE_PID" || true
 echo "idle: $(cat "$OUT/idle.txt") gateway RSS ${RSS_BEFORE} MiB before, ${RSS_IDLE} MiB with them open" | tee -a "$OUT/idle.txt" >&2
 
-# summary: medians over repeats; ratios gateway/direct and gateway/back-ldap
-{
-  echo "# ldap-gateway benchmark ($MODE, $STAMP)"
-  echo
+{ echo "# ldap-gateway benchmark ($MODE, $STAMP)"; echo
   echo "Machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); node $(node --version); slapd $(slapd -VV 2>&1 | sed -n 's/.*slapd \([0-9.]*\).*/\1/p' | head -1); $N_USERS users. Cells of ${DUR} s, medians of $REPEATS."
+  echo "Gateway peak RSS after the syncs: $GW_SYNC_HWM MiB. Idle connections: $(head -1 "$OUT/idle.txt"); gateway RSS $RSS_BEFORE MiB before, $RSS_IDLE MiB with them open."
   echo
-  echo "| scenario | n | direct ops/s | back-ldap ops/s | gateway ops/s | gw/direct | gw/back-ldap | p50 ms direct / back-ldap / gw | p99 ms direct / back-ldap / gw | gw CPU µs/op | gw RSS MiB |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  awk -F, 'NR > 1 { k = $1 SUBSEP $2 SUBSEP $4; n[k]++; ops[k, n[k]] = $5; p50[k, n[k]] = $6; p99[k, n[k]] = $7; cpu[k, n[k]] = $9; rss[k, n[k]] = $10; if (!($1 SUBSEP $2 in seen)) { order[++o] = $1 SUBSEP $2; seen[$1 SUBSEP $2] = 1 } }
-    function med(a, k,    i, j, t, m, x) { m = n[k]; for (i = 1; i <= m; i++) x[i] = a[k, i] + 0; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t } return m ? x[int((m + 1) / 2)] : 0 }
-    END {
-      for (i = 1; i <= o; i++) {
-        split(order[i], sn, SUBSEP); d = order[i] SUBSEP "direct"; b = order[i] SUBSEP "back-ldap"; g = order[i] SUBSEP "gateway"; go = order[i] SUBSEP "gw+outbox"
-        if (sn[1] == "outbox") {
-          printf "| outbox (rebind, event per bind) | %s | | gateway %.0f | gw+outbox %.0f | | outbox/plain %.2f | gw %s / gw+outbox %s | gw %s / gw+outbox %s | %.0f / %.0f | %s |\n", sn[2], med(ops, g), med(ops, go), med(ops, g) ? med(ops, go) / med(ops, g) : 0, med(p50, g), med(p50, go), med(p99, g), med(p99, go), med(cpu, g), med(cpu, go), med(rss, go)
-          continue
-        }
-        printf "| %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s / %s / %s | %s / %s / %s | %.0f | %s |\n", sn[1], sn[2], med(ops, d), med(ops, b), med(ops, g), med(ops, d) ? med(ops, g) / med(ops, d) : 0, med(ops, b) ? med(ops, g) / med(ops, b) : 0, med(p50, d), med(p50, b), med(p50, g), med(p99, d), med(p99, b), med(p99, g), med(cpu, g), med(rss, g)
-      }
-    }' "$CSV"
-  echo
-  echo "Defguard full sync (S10 + S11, paged at 500), median seconds per sync:"
-  awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } s[$1, ++n[$1]] = v["secs"]; e[$1] = v["users"] "+" v["groups"] }
-    function med(t,    i, j, x, m, tmp) { m = n[t]; for (i = 1; i <= m; i++) x[i] = s[t, i] + 0; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (x[j] < x[i]) { tmp = x[i]; x[i] = x[j]; x[j] = tmp } return x[int((m + 1) / 2)] }
-    END { for (t in n) printf "- %s: %.2f s (%s users+groups)\n", t, med(t), e[t] }' "$SYNC" | sort
-  echo "- gateway peak RSS after the syncs: $GW_SYNC_HWM MiB"
-  echo
-  echo "Idle connections: $(head -1 "$OUT/idle.txt"); gateway RSS $RSS_BEFORE MiB before, $RSS_IDLE MiB with them open."
+  bash "$here/summary.sh" "$OUT"
 } > "$OUT/summary.md"
 cat "$OUT/summary.md"
 

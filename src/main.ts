@@ -2,12 +2,21 @@
 import { parseArgs } from 'node:util';
 import { startGateway } from './app';
 import { ConfigError, loadConfigFile } from './config/load';
+import type { Config } from './config/schema';
 import { createLogger } from './observability/logger';
 import { Outbox } from './provisioning/outbox';
+import { mapUser } from './tools/map';
+import { readPassword, testBind } from './tools/test-bind';
 import { VERSION } from './version';
 
 const USAGE = `usage: ldap-gateway --config FILE        start the gateway
        ldap-gateway --check-config FILE  validate FILE and exit (0 valid, 1 invalid)
+       ldap-gateway map --user NAME --config FILE [--json]
+                                         print the entry the gateway returns for a user, with the
+                                         rule behind each attribute (the live AD entry, read now)
+       ldap-gateway test-bind NAME --config FILE
+                                         bind as NAME (password from a prompt or stdin, never argv)
+                                         and print the decoded outcome: reason, DC, latency
        ldap-gateway outbox list|retry|purge --config FILE [--id N]... [--all]
                                          inspect the provisioning outbox, send dead letters
                                          again (retry), or delete them (purge; --all: everything)
@@ -17,8 +26,20 @@ Secrets in FILE may be written as \${env:NAME} or \${file:PATH}. See config/READ
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
+/** The validated config, or undefined after printing one line per problem. */
+function loadOrReport(file: string): Config | undefined {
+  try {
+    return loadConfigFile(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) process.stderr.write(`${p}\n`);
+    return undefined;
+  }
+}
+
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   if (argv[0] === 'outbox') return outboxCommand(argv.slice(1));
+  if (argv[0] === 'map' || argv[0] === 'test-bind') return toolCommand(argv[0], argv.slice(1));
   let values: { config?: string; 'check-config'?: string; version?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
@@ -40,29 +61,18 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 0;
   }
   if (values['check-config']) {
-    try {
-      loadConfigFile(values['check-config']);
-      process.stdout.write(`${values['check-config']}: configuration is valid\n`);
-      return 0;
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      for (const p of err.problems) process.stderr.write(`${p}\n`);
-      return 1;
-    }
+    if (!loadOrReport(values['check-config'])) return 1;
+    process.stdout.write(`${values['check-config']}: configuration is valid\n`);
+    return 0;
   }
   if (!values.config) {
     process.stderr.write(`ldap-gateway: --config FILE is required\n${USAGE}\n`);
     return 2;
   }
 
-  let cfg;
-  try {
-    cfg = loadConfigFile(values.config);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    for (const p of err.problems) process.stderr.write(`${p}\n`);
-    return 1;
-  }
+  const configFile = values.config;
+  const cfg = loadOrReport(configFile);
+  if (!cfg) return 1;
   const log = createLogger(cfg.log);
   const gateway = await startGateway(cfg, log);
   return new Promise<number>((resolve) => {
@@ -84,6 +94,30 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    // SIGHUP: validate the file again; only a valid one replaces the running configuration
+    process.on('SIGHUP', () => {
+      if (stopping) return;
+      let next;
+      try {
+        next = loadConfigFile(configFile);
+      } catch (err) {
+        const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+        gateway.metrics.reloads.inc({ result: 'failure' });
+        log.error({ event: 'reload', result: 'failure', problems }, 'configuration reload refused: the running configuration stays');
+        return;
+      }
+      gateway.reload(next).then(
+        ({ restartNeeded }) => {
+          gateway.metrics.reloads.inc({ result: 'success' });
+          if (restartNeeded.length) log.warn({ event: 'reload', result: 'success', restartNeeded }, 'configuration reloaded; changes to these settings take effect only after a restart');
+          else log.info({ event: 'reload', result: 'success' }, 'configuration reloaded');
+        },
+        (err: unknown) => {
+          gateway.metrics.reloads.inc({ result: 'failure' });
+          log.error({ event: 'reload', result: 'failure', problems: [(err as Error).message] }, 'configuration reload failed: the running configuration stays');
+        },
+      );
+    });
   });
 }
 
@@ -111,14 +145,8 @@ async function outboxCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ldap-gateway outbox: say list, retry or purge, with --config FILE\n${USAGE}\n`);
     return 2;
   }
-  let cfg;
-  try {
-    cfg = loadConfigFile(config);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    for (const p of err.problems) process.stderr.write(`${p}\n`);
-    return 1;
-  }
+  const cfg = loadOrReport(config);
+  if (!cfg) return 1;
   const ids = (id ?? []).map(Number);
   if (ids.some((n) => !Number.isInteger(n) || n <= 0)) {
     process.stderr.write('ldap-gateway outbox: --id takes an event number\n');
@@ -147,4 +175,30 @@ async function outboxCommand(argv: string[]): Promise<number> {
     await outbox.close();
   }
   return 0;
+}
+
+async function toolCommand(tool: 'map' | 'test-bind', argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, user: { type: 'string', short: 'u' }, json: { type: 'boolean' } } });
+  } catch (err) {
+    process.stderr.write(`ldap-gateway ${tool}: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const { config, user, json } = parsed.values;
+  const name = tool === 'map' ? user : parsed.positionals[0];
+  if (!config || !name || parsed.positionals.length > (tool === 'map' ? 0 : 1)) {
+    process.stderr.write(`ldap-gateway ${tool}: ${tool === 'map' ? '--user NAME' : 'NAME'} and --config FILE are required (the password is never an argument)\n${USAGE}\n`);
+    return 2;
+  }
+  const cfg = loadOrReport(config);
+  if (!cfg) return 1;
+  const out = (s: string) => process.stdout.write(s);
+  try {
+    if (tool === 'map') return await mapUser(cfg, name, json ?? false, out);
+    return await testBind(cfg, name, await readPassword(`password for ${name}: `), out);
+  } catch (err) {
+    process.stderr.write(`ldap-gateway ${tool}: ${(err as Error).message}\n`);
+    return 1;
+  }
 }

@@ -53,7 +53,7 @@ export interface AuthOptions {
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
-interface Outcome {
+export interface Outcome {
   reason: BindReason;
   identity?: Identity;
   entry?: { dn: string; guid?: string };
@@ -138,7 +138,8 @@ export class Authenticator {
     }
   }
 
-  private async decide(op: BindOp, client: string): Promise<Outcome> {
+  /** The whole outcome of a bind (used by bind, and by `ldap-gateway test-bind`). */
+  async decide(op: BindOp, client: string): Promise<Outcome> {
     if (op.name === '' && op.password === '') {
       // anonymous: it never reaches AD; what an anonymous connection may read is decided per search
       return this.o.anonymous === 'deny' ? { reason: 'anonymous_denied' } : { reason: 'ok' };
@@ -209,6 +210,12 @@ export class Authenticator {
       return undefined;
     }
     return this.consumers.find((c) => c.norm === norm);
+  }
+
+  /** The AD entries a bind name denotes (any form people type), for `ldap-gateway map`. */
+  lookup(name: string): Promise<AdEntry[]> {
+    const b = classifyBindName(name, this.o.transparent ? undefined : this.o.tree);
+    return b.form === 'invalid' ? Promise.resolve([]) : this.resolve(b);
   }
 
   /** The AD entries a bind name denotes, within the users source (base and filter): at most two read. */

@@ -210,6 +210,26 @@ export class Mapper {
     return out;
   }
 
+  /** How each mapped attribute came about, for `ldap-gateway map` (same rules as mapAttributes). */
+  explain(ad: AdEntry, sel: Selection, m?: MembershipView): Array<{ type: string; values: string[]; rule: string }> {
+    const mapped = new Map(this.mapAttributes(ad, sel, m).map((a) => [a.type.toLowerCase(), a.values]));
+    const out: Array<{ type: string; values: string[]; rule: string }> = [];
+    for (const c of this.wanted(sel)) {
+      const values = mapped.get((sel.names.get(c.name.toLowerCase()) ?? c.name).toLowerCase()) ?? [];
+      let rule: string;
+      if ('const' in c.rule) rule = 'fixed value';
+      else if ('computed' in c.rule) rule = c.rule.computed === 'memberOf' ? `computed: the user's groups from the membership index${m?.flatten ? ', nested groups flattened' : ''}` : `computed: the group's members from the membership index`;
+      else {
+        const used = c.rule.from.find((src) => (ad.attrs.get(src.toLowerCase())?.length ?? 0) > 0);
+        const chain = c.rule.from.length > 1 ? ` (first of ${c.rule.from.join(', ')})` : '';
+        const how = c.rule.transform && c.rule.transform !== 'text' ? ` via ${c.rule.transform}` : '';
+        rule = used ? `from ${used}${how}${chain}` : `no value: ${c.rule.from.join(', ')} empty in AD`;
+      }
+      out.push({ type: sel.names.get(c.name.toLowerCase()) ?? c.name, values, rule });
+    }
+    return out;
+  }
+
   /**
    * Rewrite a client filter into AD terms for this entry kind. Unknown attributes pass through as AD
    * names; membership terms become AD's in-chain matching rule on the resolved AD DN.

@@ -202,6 +202,19 @@ export class DirectorySearch {
     };
   }
 
+  /** The virtual entry of a user, attribute by attribute with the rule behind it (ldap-gateway map). */
+  async explainUser(ad: AdEntry): Promise<{ dn: string; attributes: Array<{ type: string; values: string[]; rule: string }> }> {
+    const sel = selection(['*', '+']);
+    const view = await this.view();
+    const key = this.o.users.keyOf(ad) ?? '';
+    return { dn: this.o.transparent ? ad.dn : this.o.tree.userDN(key), attributes: this.o.users.explain(ad, sel, view) };
+  }
+
+  /** AD attributes the user mapping reads (for fetching a whole entry). */
+  userSourceAttributes(): string[] {
+    return this.o.users.sourceAttributes(selection(['*', '+']));
+  }
+
   /** A user's mapped attributes (lower-case names) and group names, for provisioning events. */
   async describeUser(ad: AdEntry, names: string[]): Promise<{ attrs: Map<string, string[]>; groups: string[] }> {
     const sel = selection(names);

@@ -26,6 +26,7 @@ export class Metrics {
   readonly provisioningEvents = new Counter({ name: 'ldap_gateway_provisioning_events_total', help: 'Bind events by kind and what became of them (recorded in the outbox, deduplicated, logged only)', labelNames: ['kind', 'outcome'] as const, registers: [this.registry] });
   readonly deliveries = new Counter({ name: 'ldap_gateway_provisioning_deliveries_total', help: 'Outbox delivery attempts by outcome (delivered, retried, failed) and failure reason', labelNames: ['outcome', 'reason'] as const, registers: [this.registry] });
   readonly lockoutTrips = new Counter({ name: 'ldap_gateway_lockout_trips_total', help: 'Binds refused by the lockout shield, by the window that tripped (account_ip, account, ip)', labelNames: ['scope'] as const, registers: [this.registry] });
+  readonly reloads = new Counter({ name: 'ldap_gateway_config_reloads_total', help: 'Configuration reloads (SIGHUP) by result; a failed one leaves the running configuration in place', labelNames: ['result'] as const, registers: [this.registry] });
   readonly upstreamDuration = new Histogram({ name: 'ldap_gateway_upstream_duration_seconds', help: 'Upstream operation latency, by operation and domain controller', labelNames: ['op', 'dc', 'outcome'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
 
   constructor() {

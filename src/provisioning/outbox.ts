@@ -56,16 +56,24 @@ const toEvent = (r: Row): StoredEvent => ({
   deadReason: r.dead_reason,
 });
 
-/** The commit loop, run in a worker thread: one transaction per batch it is handed. */
+/**
+ * The single writer, run in a worker thread: insert batches (fsync'd: a promise to clients) and the
+ * delivery bookkeeping (delivered, retry later, dead). SQLite has one writer at a time; a second
+ * connection on the main thread would wait, synchronously, for every commit here.
+ */
 const WRITER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.sqlite);
 const db = new Database(workerData.file);
 db.pragma('journal_mode = WAL');
-db.pragma(workerData.fsync ? 'synchronous = FULL' : 'synchronous = NORMAL');
 db.pragma('busy_timeout = 5000');
+const durable = workerData.fsync ? 'synchronous = FULL' : 'synchronous = NORMAL';
+db.pragma(durable);
 const insert = db.prepare('insert into events (created_at, kind, subject, payload, next_at) values (?, ?, ?, ?, ?)');
 const superseded = db.prepare("delete from events where subject = ? and kind = 'bind.success' and state = 'pending'");
+const del = db.prepare('delete from events where id = ?');
+const retry = db.prepare('update events set attempts = attempts + 1, next_at = ?, last_error = ? where id = ?');
+const dead = db.prepare("update events set state = 'dead', attempts = attempts + 1, dead_reason = ? where id = ?");
 const commit = db.transaction((rows, supersede) => {
   const now = Date.now();
   for (const r of rows) {
@@ -73,12 +81,29 @@ const commit = db.transaction((rows, supersede) => {
     insert.run(now, r.kind, r.subject, r.payload, now);
   }
 });
+const book = db.transaction((ops) => {
+  for (const o of ops) {
+    if (o.op === 'delivered') del.run(o.id);
+    else if (o.op === 'retry') retry.run(o.nextAt, o.error, o.id);
+    else dead.run(o.reason, o.id);
+  }
+});
 parentPort.on('message', (m) => {
   if (m === 'close') { db.close(); parentPort.close(); return; }
-  try { commit(m.rows, m.supersede); parentPort.postMessage({ id: m.id }); }
-  catch (err) { parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) }); }
+  try {
+    if (m.ops) {
+      // bookkeeping needs no fsync: a lost mark only re-delivers an event (idempotently)
+      db.pragma('synchronous = NORMAL');
+      try { book(m.ops); } finally { db.pragma(durable); }
+    } else commit(m.rows, m.supersede);
+    parentPort.postMessage({ id: m.id });
+  } catch (err) {
+    parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) });
+  }
 });
 `;
+
+type BookOp = { op: 'delivered'; id: number } | { op: 'retry'; id: number; nextAt: number; error: string } | { op: 'dead'; id: number; reason: string };
 
 interface Pending {
   e: OutboxEvent;
@@ -88,18 +113,20 @@ interface Pending {
 
 export class Outbox {
   private readonly file: string;
-  /** reads (due events, listings) */
+  /** reads only (due events, listings, stats); in the gateway every write goes through the writer */
   private readonly db: Database.Database;
-  /**
-   * The delivery bookkeeping (delivered, retry, dead) without fsync: only the insert is a promise to a
-   * client. In WAL mode an unsynced commit still survives a process crash; a power loss at worst
-   * re-delivers an event, which delivery is idempotent for.
-   */
-  private readonly meta: Database.Database;
-  private writer: Worker | undefined; // started on the first append (the outbox CLI never needs it)
+  private writer: Worker | undefined; // started on first use (the outbox CLI never needs it)
   private batch: Pending[] = [];
   private inFlight: Pending[] | undefined;
+  private inFlightId = 0;
   private nextId = 1;
+  private book: BookOp[] = [];
+  private bookScheduled = false;
+  /** event id -> the time it may be due again, while its bookkeeping is queued but not yet committed */
+  private readonly masked = new Map<number, { until: number; version: number }>();
+  private readonly bookAcks = new Map<number, Array<{ id: number; version: number }>>();
+  private readonly deadMarks = new Set<string>();
+  private version = 0;
   private readonly listeners = new Set<() => void>();
 
   /**
@@ -134,9 +161,6 @@ export class Outbox {
       create index if not exists events_due on events (state, next_at, id);
       create index if not exists events_subject on events (subject, kind, state);
     `);
-    this.meta = new Database(this.file);
-    this.meta.pragma('synchronous = NORMAL');
-    this.meta.pragma('busy_timeout = 5000');
   }
 
   /** Resolves once the event is durably on disk. */
@@ -149,8 +173,8 @@ export class Outbox {
 
   private startWriter(): Worker {
     const w = new Worker(WRITER, { eval: true, workerData: { file: this.file, fsync: this.fsync, sqlite: require.resolve('better-sqlite3') } });
-    w.on('message', (m: { id: number; error?: string }) => this.committed(m.error));
-    w.on('error', (err) => this.committed(err.message));
+    w.on('message', (m: { id: number; error?: string }) => this.acked(m.id, m.error));
+    w.on('error', (err) => this.acked(this.inFlightId, err.message));
     w.unref();
     return w;
   }
@@ -160,11 +184,20 @@ export class Outbox {
     this.writer ??= this.startWriter();
     this.inFlight = this.batch;
     this.batch = [];
+    this.inFlightId = this.nextId++;
     const rows = this.inFlight.map((p) => ({ kind: p.e.kind, subject: p.e.subject, payload: JSON.stringify(p.e.payload) }));
-    this.writer.postMessage({ id: this.nextId++, rows, supersede: this.supersede });
+    this.writer.postMessage({ id: this.inFlightId, rows, supersede: this.supersede });
   }
 
-  private committed(error?: string): void {
+  private acked(id: number, error?: string): void {
+    const marks = this.bookAcks.get(id);
+    if (marks) {
+      this.bookAcks.delete(id);
+      // the database now says what the mask said (unless a newer mark for the same event is queued)
+      for (const m of marks) if (this.masked.get(m.id)?.version === m.version) this.masked.delete(m.id);
+      return;
+    }
+    if (id !== this.inFlightId) return;
     const done = this.inFlight ?? [];
     this.inFlight = undefined;
     for (const p of done) {
@@ -175,37 +208,64 @@ export class Outbox {
     this.send();
   }
 
+  /** Queue delivery bookkeeping for the writer; mask the event from due() until it is committed. */
+  private mark(op: BookOp, until: number): void {
+    const version = ++this.version;
+    this.masked.set(op.id, { until, version });
+    this.book.push(op);
+    if (this.bookScheduled) return;
+    this.bookScheduled = true;
+    setImmediate(() => {
+      this.bookScheduled = false;
+      const ops = this.book;
+      this.book = [];
+      const id = this.nextId++;
+      this.bookAcks.set(id, ops.map((o) => ({ id: o.id, version: this.masked.get(o.id)?.version ?? -1 })));
+      this.writer ??= this.startWriter();
+      this.writer.postMessage({ id, ops });
+    });
+  }
+
   /** Called after each commit that added events (the delivery worker wakes up). */
   onAppend(fn: () => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }
 
-  /** Pending events due now, oldest first. */
+  /** Pending events due now, oldest first (events whose bookkeeping is still queued are left out). */
   due(limit: number, now = Date.now()): StoredEvent[] {
-    return (this.meta.prepare("select * from events where state = 'pending' and next_at <= ? order by id limit ?").all(now, limit) as Row[]).map(toEvent);
+    const rows = this.db.prepare("select * from events where state = 'pending' and next_at <= ? order by id limit ?").all(now, limit + this.masked.size) as Row[];
+    return rows.filter((r) => (this.masked.get(r.id)?.until ?? 0) <= now).slice(0, limit).map(toEvent);
   }
 
   /** When the next pending event is due (undefined when none is pending). */
   nextDue(): number | undefined {
-    const r = this.db.prepare("select min(next_at) as t from events where state = 'pending'").get() as { t: number | null };
-    return r.t ?? undefined;
+    // enough rows to get past every masked one: the first unmasked row bounds all the rest
+    const rows = this.db.prepare("select id, next_at from events where state = 'pending' order by next_at limit ?").all(this.masked.size + 1) as Array<{ id: number; next_at: number }>;
+    let t: number | undefined;
+    for (const r of rows) {
+      const at = this.masked.get(r.id)?.until ?? r.next_at;
+      if (at !== Infinity && (t === undefined || at < t)) t = at;
+    }
+    return t;
   }
 
   delivered(id: number): void {
-    this.meta.prepare('delete from events where id = ?').run(id);
+    this.mark({ op: 'delivered', id }, Infinity);
   }
 
   retryLater(id: number, nextAt: number, error: string): void {
-    this.meta.prepare('update events set attempts = attempts + 1, next_at = ?, last_error = ? where id = ?').run(nextAt, error, id);
+    this.mark({ op: 'retry', id, nextAt, error }, nextAt);
   }
 
-  dead(id: number, reason: string): void {
-    this.meta.prepare("update events set state = 'dead', attempts = attempts + 1, dead_reason = ? where id = ?").run(reason, id);
+  dead(id: number, reason: string, subject?: string): void {
+    if (subject) this.deadMarks.add(`${subject}\0${reason.split(':')[0]}`);
+    this.mark({ op: 'dead', id, reason }, Infinity);
   }
 
   /** Whether a dead letter for this subject with this reason exists already. */
   isDead(subject: string, reason: string): boolean {
+    if (this.deadMarks.has(`${subject}\0${reason}`)) return true;
     return this.db.prepare("select 1 from events where state = 'dead' and subject = ? and dead_reason like ? limit 1").get(subject, `${reason}:%`) !== undefined;
   }
 
@@ -232,9 +292,9 @@ export class Outbox {
     return { pending: r.pending ?? 0, dead: r.dead ?? 0, oldestPendingAgeSeconds: r.oldest ? (now - r.oldest) / 1000 : 0 };
   }
 
-  /** Finish the commits under way, then close. */
+  /** Finish the commits and bookkeeping under way, then close. */
   async close(): Promise<void> {
-    while (this.inFlight || this.batch.length > 0) await new Promise((r) => setTimeout(r, 5));
+    while (this.inFlight || this.batch.length > 0 || this.bookScheduled || this.bookAcks.size > 0) await new Promise((r) => setTimeout(r, 5));
     if (this.writer) {
       const w = this.writer;
       await new Promise<void>((resolve) => {
@@ -242,7 +302,6 @@ export class Outbox {
         w.postMessage('close');
       });
     }
-    this.meta.close();
     this.db.close();
   }
 }

@@ -1,9 +1,6 @@
 // Provisioning as configured: the provisioner the bind flow calls, the outbox, and the delivery worker.
 import type { Logger } from 'pino';
-import type { Authenticator } from '../auth/authenticator';
 import type { Config } from '../config/schema';
-import type { Mapper } from '../directory/mapping';
-import { selection } from '../directory/mapping';
 import type { DirectorySearch } from '../directory/search';
 import type { Metrics } from '../observability/metrics';
 import { DefguardClient } from './defguard';
@@ -14,12 +11,13 @@ import { defguardUsernameProblem } from './username';
 import { WebhookClient } from './webhook';
 import { DeliveryWorker, PermanentError, type DeliveryTarget } from './worker';
 
-type AuthHooks = Pick<ConstructorParameters<typeof Authenticator>[0], 'eventAttributes' | 'succeeded' | 'failed'>;
+import type { AuthHooks } from '../core';
 
 /** the virtual attributes a provisioning event carries */
 const EVENT_ATTRIBUTES = ['uid', 'givenName', 'sn', 'mail', 'mobile', 'memberOf', 'entryUUID'];
 
-export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, directory: DirectorySearch, users: Mapper): { authHooks: AuthHooks; stop(deadlineMs: number): Promise<void> } {
+/** directory: the current core's (a reload replaces it) */
+export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, directory: () => DirectorySearch): { authHooks: AuthHooks; stop(deadlineMs: number): Promise<void> } {
   const p = cfg.provisioning;
   const durable = p.mode === 'defguard' || p.mode === 'webhook';
   const outbox = durable ? new Outbox(p.outbox, p.mode === 'defguard', p.fsync) : undefined;
@@ -42,9 +40,9 @@ export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, di
     p.mode === 'off'
       ? {}
       : {
-          eventAttributes: users.sourceAttributes(selection(EVENT_ATTRIBUTES)),
+          eventNames: EVENT_ATTRIBUTES,
           succeeded: async (ad, identity, client) => {
-            const { attrs, groups } = await directory.describeUser(ad, EVENT_ATTRIBUTES);
+            const { attrs, groups } = await directory().describeUser(ad, EVENT_ATTRIBUTES);
             const first = (n: string) => attrs.get(n.toLowerCase())?.[0];
             const user: ProvisionedUser = {
               username: identity.username,

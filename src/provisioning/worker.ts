@@ -98,7 +98,7 @@ export class DeliveryWorker {
         this.outbox.delivered(e.id);
         this.o.observe('failed', err.reason);
       } else if (err instanceof PermanentError) {
-        this.outbox.dead(e.id, `${err.reason}: ${err.message}`);
+        this.outbox.dead(e.id, `${err.reason}: ${err.message}`, e.subject);
         this.o.observe('failed', err.reason);
         this.o.log.warn({ event: 'delivery', id: e.id, subject: e.subject, reason: err.reason, detail: err.message }, 'event rejected for good (dead letter)');
       } else if (err instanceof DeliveryError && !err.retryable) {

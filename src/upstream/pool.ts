@@ -103,6 +103,18 @@ export class Pool {
     this.reaper.unref();
   }
 
+  /** in use / idle connections per domain controller */
+  statsByDc(): Map<string, { inUse: number; idle: number }> {
+    const out = new Map<string, { inUse: number; idle: number }>();
+    for (const c of this.conns) {
+      const s = out.get(c.url) ?? { inUse: 0, idle: 0 };
+      if (c.inFlight > 0) s.inUse++;
+      else s.idle++;
+      out.set(c.url, s);
+    }
+    return out;
+  }
+
   stats(): { size: number; inUse: number; idle: number; waiting: number } {
     let inUse = 0;
     for (const c of this.conns) if (c.inFlight > 0) inUse++;

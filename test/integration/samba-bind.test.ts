@@ -135,3 +135,28 @@ t.test('no password or secret appears in any log line', async (t) => {
   const joined = g.logs.join('\n');
   for (const secret of allSecrets()) t.notOk(joined.includes(secret), `log lines do not contain the secret ${secret.slice(0, 2)}…`);
 });
+
+t.test('a repeated bind reuses the name look-up; a failed bind drops it', async (t) => {
+  // the look-up cache works while provisioning is off (with it on, each bind reads the current entry)
+  const off = await startFromYaml(sambaExampleYaml().replace('  mode: log-only ', '  mode: off '), sambaEnv());
+  t.teardown(() => off.stop());
+  const searches = async () => Number(/^ldap_gateway_upstream_duration_seconds_count\{op="search",dc="[^"]+",outcome="ok"\} (\d+)/m.exec(await (await fetch(`${off.httpUrl}/metrics`)).text())?.[1] ?? 0);
+  const bindAs = async (name: string, password: string) => {
+    const c = new Client({ url: off.url, timeout: 10_000 });
+    try {
+      await c.bind(name, password);
+      return { ok: true };
+    } catch {
+      return { ok: false };
+    } finally {
+      await c.unbind().catch(() => undefined);
+    }
+  };
+  await bindAs('carol@example.test', PW);
+  const s0 = await searches();
+  for (let i = 0; i < 5; i++) t.match(await bindAs('carol@example.test', PW), { ok: true });
+  t.equal((await searches()) - s0, 0, 'five more binds, no look-up search');
+  t.match(await bindAs('carol@example.test', WRONG), { ok: false });
+  await bindAs('carol@example.test', PW);
+  t.equal((await searches()) - s0, 1, 'after a failure the name is looked up again');
+});

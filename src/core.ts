@@ -1,0 +1,173 @@
+// Everything a configuration reload replaces, built from one config: the upstream pools, the virtual
+// directory, the search runner and cache, the authenticator, and the LDAP handlers over them.
+// The request flow is one-directional: server/ (protocol) -> handlers here -> auth/ or directory/ -> upstream/.
+import type { Logger } from 'pino';
+import { Authenticator, type AuthOptions } from './auth/authenticator';
+import type { LockoutGuard } from './auth/guard';
+import type { Identity } from './auth/identity';
+import type { Config, UpstreamConfig } from './config/schema';
+import { SearchCache } from './directory/cache';
+import { normalizeDN } from './directory/dn';
+import { flavors } from './directory/flavors';
+import { Mapper, selection, withOverrides, type Rule } from './directory/mapping';
+import { buildIndex, MembershipCache } from './directory/membership';
+import { SearchRunner } from './directory/paging';
+import { DirectorySearch, type KindSource } from './directory/search';
+import { VirtualTree } from './directory/tree';
+import type { Metrics } from './observability/metrics';
+import { ResultCode, type Handlers } from './server/types';
+import { Upstream } from './upstream/upstream';
+import { VERSION } from './version';
+
+/** What provisioning adds to the bind flow: the virtual attributes its events carry, and two callbacks. */
+export type AuthHooks = Pick<AuthOptions, 'succeeded' | 'failed'> & { eventNames?: string[] };
+
+export interface Core {
+  cfg: Config;
+  upstream: Upstream;
+  directory: DirectorySearch;
+  auth: Authenticator;
+  handlers: Handlers<Identity>;
+  /** close once no operation uses it any more (bounded by deadlineMs) */
+  retire(deadlineMs: number): Promise<void>;
+}
+
+/** What outlives a reload: state that would be wrong to reset (the shield's counters). */
+export interface Shared {
+  guard: LockoutGuard;
+}
+
+export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metrics: Metrics, hooks: AuthHooks, shared: Shared): Core {
+  const upstream = new Upstream(upCfg, (op, dc, s, ok) => metrics.upstream(op, dc, s, ok));
+
+  const transparent = cfg.directory.mode === 'transparent';
+  const tree = new VirtualTree(cfg.directory.baseDN ?? upCfg.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn);
+  const flavor = flavors[upCfg.flavor];
+  const profile = flavor.profile({ groupClass: cfg.directory.groups.objectClass });
+  const users = new Mapper(withOverrides(profile.users, cfg.directory.users.attributes as Record<string, Rule | null> | undefined), 'uid');
+  const groups = new Mapper(withOverrides(profile.groups, cfg.directory.groups.attributes as Record<string, Rule | null> | undefined), 'cn');
+  const usersSource: KindSource = { base: cfg.directory.users.source.base ?? upCfg.baseDN, filter: cfg.directory.users.source.filter };
+  const groupsSource: KindSource = { base: cfg.directory.groups.source.base ?? upCfg.baseDN, filter: cfg.directory.groups.source.filter };
+  const source = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };
+  const list = (base: string, filter: string, attributes: string[]) => () => upstream.search({ base, scope: 'sub', filter, attributes });
+  const groupsAreAll = normalizeDN(groupsSource.base) === normalizeDN(upCfg.baseDN) && !groupsSource.filter;
+  const membership = new MembershipCache(
+    () =>
+      buildIndex(
+        {
+          // the whole domain's groups give the nesting graph; the groups source says which are shown
+          allGroups: list(upCfg.baseDN, `(&${flavor.groupClass})`, [groups.dnSource, 'memberOf']),
+          ...(groupsAreAll ? {} : { visibleGroups: list(groupsSource.base, `(&${flavor.groupClass}${groupsSource.filter ?? ''})`, [groups.dnSource]) }),
+          users: list(usersSource.base, `(&${flavor.userClass}${usersSource.filter ?? ''})`, [users.dnSource, 'memberOf']),
+          groupKeyAttr: groups.dnSource,
+          userKeyAttr: users.dnSource,
+        },
+        cfg.directory.groups.nested,
+      ),
+    cfg.directory.membershipCacheMs,
+  );
+
+  const tlsOn = Boolean(cfg.listen.tls);
+  const directory = new DirectorySearch({
+    tree,
+    userClass: flavor.userClass,
+    groupClass: flavor.groupClass,
+    users,
+    groups,
+    usersSource,
+    groupsSource,
+    source,
+    membership,
+    inChain: flavor.inChain && cfg.directory.groups.nested === 'flatten',
+    transparent,
+    adBaseDN: upCfg.baseDN,
+    rootDSE: {
+      namingContexts: [transparent ? upCfg.baseDN : tree.baseDN],
+      supportedLDAPVersion: ['3'],
+      supportedControl: ['1.2.840.113556.1.4.319'],
+      supportedExtension: ['1.3.6.1.4.1.4203.1.11.3', ...(tlsOn && cfg.listen.startTLS ? ['1.3.6.1.4.1.1466.20037'] : [])],
+      supportedSASLMechanisms: [],
+      vendorName: ['ldap-gateway'],
+      vendorVersion: [VERSION],
+    },
+  });
+
+  const cache = new SearchCache(cfg.cache, (e) => metrics.cache(e));
+  const runner = new SearchRunner(directory, cfg.directory.paging, cache);
+
+  if (upCfg.flavor === 'ad' && cfg.protection.lockout.perAccount > 0) void checkLockoutPolicy(upstream, upCfg.baseDN, cfg.protection.lockout.perAccount, log);
+
+  const auth = new Authenticator({
+    tree,
+    upstream,
+    source,
+    usersSource,
+    userClass: flavor.userClass,
+    keyAttr: users.dnSource,
+    upnAttr: flavor.upnAttr,
+    transparent,
+    consumers: cfg.consumers,
+    domain: upCfg.domain,
+    mail: cfg.directory.bindNames.mail,
+    anonymous: cfg.auth.anonymous,
+    diagnostics: cfg.auth.diagnostics,
+    // with provisioning on, each bind reads the user's current entry: a change in AD is provisioned on
+    // the next bind, not after the cache expires
+    resolveCacheMs: cfg.provisioning.mode === 'off' ? cfg.auth.resolveCacheMs : 0,
+    log,
+    observe: (result, reason) => metrics.bind(result, reason),
+    succeeded: hooks.succeeded,
+    failed: hooks.failed,
+    eventAttributes: hooks.eventNames ? users.sourceAttributes(selection(hooks.eventNames)) : undefined,
+    guard: shared.guard,
+  });
+
+  const handlers: Handlers<Identity> = {
+    bind: (op, session) => auth.bind(op, session),
+    async search(op, session, sink) {
+      const who = session.identity;
+      const rootDSE = op.base.trim() === '' && op.scope === 'base';
+      if (!who && !rootDSE && cfg.auth.anonymous !== 'allow') {
+        return { code: ResultCode.insufficientAccessRights, message: 'bind first: anonymous access is limited to the rootDSE' };
+      }
+      if (who?.kind === 'consumer') {
+        if (!who.access.search) return { code: ResultCode.insufficientAccessRights, message: `consumer ${who.name} may not search` };
+        return runner.run(op, { subtrees: who.access.subtrees, attributes: who.access.attributes }, session, sink, `consumer:${who.name}`);
+      }
+      // an end user sees their own entry and the groups; anonymous (when allowed) sees the tree
+      if (who?.kind === 'user') return runner.run(op, { onlyUser: who.username }, session, sink, `user:${who.adDn}`);
+      return runner.run(op, {}, session, sink, 'anonymous');
+    },
+    whoami: (session) => (session.identity ? `dn:${session.identity.dn}` : ''),
+    closed: (session) => void runner.closeSession(session),
+  };
+
+
+  return {
+    cfg,
+    upstream,
+    directory,
+    auth,
+    handlers,
+    async retire(deadlineMs) {
+      const until = Date.now() + deadlineMs;
+      const busy = () => upstream.service.stats().inUse + upstream.binds.stats().inUse > 0;
+      while (busy() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      await upstream.close();
+    },
+  };
+}
+
+/** Read AD's domain lockout policy once: the shield's per-account limit must stay below it. */
+async function checkLockoutPolicy(upstream: Upstream, baseDN: string, perAccount: number, log: Logger): Promise<void> {
+  try {
+    for await (const page of upstream.search({ base: baseDN, scope: 'base', filter: '(objectClass=*)', attributes: ['lockoutThreshold'] })) {
+      const threshold = Number(String(page[0]?.attrs.get('lockoutthreshold')?.[0] ?? '0'));
+      if (threshold === 0) log.info({ perAccount }, "AD's domain policy has no lockout threshold (fine-grained policies may still set one); the shield limits failures to protection.lockout.perAccount");
+      else if (perAccount >= threshold) log.warn({ lockoutThreshold: threshold, perAccount }, "protection.lockout.perAccount is not below AD's lockoutThreshold: failed binds through the gateway can still lock accounts");
+      else log.info({ lockoutThreshold: threshold, perAccount }, "lockout shield below AD's lockout threshold");
+    }
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "could not read AD's lockout policy");
+  }
+}
