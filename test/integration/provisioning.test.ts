@@ -1,6 +1,6 @@
 // Provisioning into Defguard: real binds against Samba AD, delivered to the Defguard API STAND-IN
 // (test/standins/defguard-api.ts), through the durable outbox.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,16 +31,24 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
   }
 }
 
-const metric = async (g: TestGateway, re: RegExp) => Number(re.exec(await (await fetch(`${g.httpUrl}/metrics`)).text())?.[1] ?? 0);
-
-t.test('a first bind creates the user without a password; repeated binds with the same data deliver nothing more', async (t) => {
+/** A Defguard stand-in (with the mapped group) and a gateway delivering to it; both stopped after the test. */
+async function setup(t: Test, o: { config?: string; outage?: boolean } = {}): Promise<{ dg: DefguardStandin; g: TestGateway }> {
   const dg = new DefguardStandin(DEFGUARD_TOKEN);
   dg.groups.add('remote-users');
   await dg.up();
+  if (o.outage) await dg.down(); // the port is known, nothing listens until dg.up()
   t.teardown(() => dg.down());
-  const g = await startFromYaml(yaml(), sambaEnv(dg.url));
+  const g = await startFromYaml(o.config ?? yaml(), sambaEnv(dg.url));
   t.teardown(() => g.stop());
+  return { dg, g };
+}
 
+const noGroups = () => yaml().replace(/ {4}groups:\n {6}Remote: remote-users\n/, '');
+
+const metric = async (g: TestGateway, re: RegExp) => Number(re.exec(await (await fetch(`${g.httpUrl}/metrics`)).text())?.[1] ?? 0);
+
+t.test('a first bind creates the user without a password; repeated binds with the same data deliver nothing more', async (t) => {
+  const { dg, g } = await setup(t);
   await bind(g, 'eve');
   await until('eve created', () => dg.users.has('eve'));
   const post = dg.requests('POST', '/api/v1/user');
@@ -60,13 +68,7 @@ t.test('a first bind creates the user without a password; repeated binds with th
 });
 
 t.test('Defguard down for a while, then back: everything delivered, nothing twice', async (t) => {
-  const dg = new DefguardStandin(DEFGUARD_TOKEN);
-  dg.groups.add('remote-users');
-  await dg.up();
-  await dg.down(); // the port is known, nothing listens
-  t.teardown(() => dg.down());
-  const g = await startFromYaml(yaml(), sambaEnv(dg.url));
-  t.teardown(() => g.stop());
+  const { dg, g } = await setup(t, { outage: true });
   for (const u of ['alice', 'bob', 'carol', 'jmuller']) await bind(g, u);
   await new Promise((r) => setTimeout(r, 700));
   t.ok((await metric(g, /^ldap_gateway_outbox_events\{state="pending"\} (\d+)/m)) >= 4, 'the events wait in the outbox');
@@ -80,12 +82,8 @@ t.test('Defguard down for a while, then back: everything delivered, nothing twic
 });
 
 t.test('429 with Retry-After is honoured', async (t) => {
-  const dg = new DefguardStandin(DEFGUARD_TOKEN);
-  await dg.up();
-  t.teardown(() => dg.down());
+  const { dg, g } = await setup(t, { config: noGroups() });
   dg.injected.push({ status: 429, headers: { 'retry-after': '2' } });
-  const g = await startFromYaml(yaml().replace(/ {4}groups:\n {6}Remote: remote-users\n/, ''), sambaEnv(dg.url));
-  t.teardown(() => g.stop());
   const t0 = Date.now();
   await bind(g, 'pobrien');
   await until('created after the wait', () => dg.users.has('pobrien'), 8000);
@@ -94,13 +92,9 @@ t.test('429 with Retry-After is honoured', async (t) => {
 });
 
 t.test('a duplicate username: created meanwhile by someone else, so it is updated, not created twice', async (t) => {
-  const dg = new DefguardStandin(DEFGUARD_TOKEN);
-  await dg.up();
-  t.teardown(() => dg.down());
+  const { dg, g } = await setup(t, { config: noGroups() });
   dg.addUser({ username: 'jdoe', email: 'old-address@example.test', first_name: 'J', last_name: 'D' });
   dg.hiddenOnce.add('jdoe'); // our GET misses it, our POST collides with it
-  const g = await startFromYaml(yaml().replace(/ {4}groups:\n {6}Remote: remote-users\n/, ''), sambaEnv(dg.url));
-  t.teardown(() => g.stop());
   await bind(g, 'jdoe');
   await until('updated', () => dg.users.get('jdoe')?.email === 'john.doe@example.test');
   t.same(dg.requests('POST', '/api/v1/user').map((r) => r.status), [400], 'the POST was refused as a duplicate');
@@ -109,12 +103,8 @@ t.test('a duplicate username: created meanwhile by someone else, so it is update
 });
 
 t.test("a username Defguard would reject is reported once as a dead letter, never sent, never retried", async (t) => {
-  const dg = new DefguardStandin(DEFGUARD_TOKEN);
-  await dg.up();
-  t.teardown(() => dg.down());
   // no dedupe window: every bind records an event, and each must be refused without a new report
-  const g = await startFromYaml(yaml().replace('provisioning:\n', 'provisioning:\n  dedupeWindowMs: 0\n'), sambaEnv(dg.url));
-  t.teardown(() => g.stop());
+  const { dg, g } = await setup(t, { config: yaml().replace('provisioning:\n', 'provisioning:\n  dedupeWindowMs: 0\n') });
   await bind(g, 'jürgen');
   await bind(g, 'EXAMPLE\\jürgen');
   await bind(g, 'jürgen@example.test');
@@ -129,12 +119,7 @@ t.test("a username Defguard would reject is reported once as a dead letter, neve
 });
 
 t.test("a user's mail changes in AD: one update follows their next bind", async (t) => {
-  const dg = new DefguardStandin(DEFGUARD_TOKEN);
-  dg.groups.add('remote-users');
-  await dg.up();
-  t.teardown(() => dg.down());
-  const g = await startFromYaml(yaml(), sambaEnv(dg.url));
-  t.teardown(() => g.stop());
+  const { dg, g } = await setup(t);
   const modify = (mail: string) =>
     new Promise<void>((resolve, reject) => {
       const p = spawn('ldapmodify', ['-x', '-H', bedEnv('SAMBA_AD_URL'), '-D', bedEnv('SAMBA_AD_ADMIN_DN'), '-w', bedEnv('SAMBA_AD_ADMIN_PASS')], { stdio: ['pipe', 'ignore', 'inherit'] });
