@@ -51,6 +51,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   const source = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };
   const list = (base: string, filter: string, attributes: string[]) => () => upstream.search({ base, scope: 'sub', filter, attributes });
   const groupsAreAll = normalizeDN(groupsSource.base) === normalizeDN(upCfg.baseDN) && !groupsSource.filter;
+  let reported = '';
   const membership = new MembershipCache(
     () =>
       buildIndex(
@@ -63,7 +64,12 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
           userKeyAttr: users.dnSource,
         },
         cfg.directory.groups.nested,
-      ),
+      ).then((idx) => {
+        const key = idx.shadowed.join('|');
+        if (key && key !== reported) log.warn({ groups: idx.shadowed }, 'groups with the same cn as another group are not shown: they would share its virtual DN (narrow directory.groups.source)');
+        reported = key;
+        return idx;
+      }),
     cfg.directory.membershipCacheMs,
   );
 

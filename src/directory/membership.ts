@@ -28,6 +28,8 @@ export interface Index {
   userGroups: Map<string, Set<string>>;
   /** normalized group DN -> its users (and, with nested: direct, its visible subgroups), sorted by key */
   members: Map<string, { users: UserRef[]; groups: GroupRef[] }>;
+  /** AD DNs of groups whose cn another visible group already has: they share one virtual DN */
+  shadowed: string[];
 }
 
 export interface IndexSources {
@@ -55,14 +57,19 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
   const parents = new Map<string, string[]>(); // group -> groups it is a member of (direct)
   const groups = new Map<string, GroupRef>();
   const groupsByKey = new Map<string, GroupRef>();
+  const shadowed: string[] = [];
   const addVisible = (g: AdEntry) => {
     const n = safeNorm(g.dn);
     const key = text(g.attrs.get(src.groupKeyAttr.toLowerCase())?.[0]);
     if (!n || !key) return;
     const ref = { key, dn: g.dn };
-    groups.set(n, ref);
     // two groups with the same cn in different OUs would share a virtual DN: the first one wins
-    if (!groupsByKey.has(key.toLowerCase())) groupsByKey.set(key.toLowerCase(), ref);
+    if (groupsByKey.has(key.toLowerCase())) {
+      shadowed.push(g.dn);
+      return;
+    }
+    groups.set(n, ref);
+    groupsByKey.set(key.toLowerCase(), ref);
   };
   for await (const page of src.allGroups()) {
     for (const g of page) {
@@ -124,7 +131,7 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
     m.users.sort(byKey);
     m.groups.sort(byKey);
   }
-  return { builtAt: Date.now(), groups, groupsByKey, usersByKey, userGroups, members };
+  return { builtAt: Date.now(), groups, groupsByKey, usersByKey, userGroups, members, shadowed };
 }
 
 /** The index, rebuilt at most every ttlMs; concurrent callers share one build. */

@@ -268,14 +268,19 @@ export class DirectorySearch {
       const query = (f: FilterNode) => `(&${k.classFilter}${k.source.filter ?? ''}${f.type === 'true' ? '' : filterToString(f)})`;
       const at = k.plan.at ?? { base: k.source.base, scope: 'sub' as const };
       let found = 0;
+      // one entry per virtual DN: two AD groups may share a cn (sAMAccountName, the users' key, is unique)
+      const emitted = k.mapper === this.o.groups && !this.o.transparent ? new Set<string>() : undefined;
       if (rewritten.type !== 'false') {
         try {
           for await (const page of guarded(this.o.source.search({ base: at.base, scope: at.scope, filter: query(rewritten), attributes: k.mapper.sourceAttributes(sel) }))) {
             for (const ad of page) {
               const key = k.mapper.keyOf(ad);
               if (key === undefined) continue;
+              const dn = k.dn(key, ad);
+              if (emitted?.has(dn.toLowerCase())) continue;
+              emitted?.add(dn.toLowerCase());
               found++;
-              yield { dn: k.dn(key, ad), attributes: k.mapper.mapAttributes(ad, sel, view) };
+              yield { dn, attributes: k.mapper.mapAttributes(ad, sel, view) };
             }
           }
         } catch (err) {

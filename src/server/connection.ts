@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { encodeEntry, encodeExtended, encodeResult, pagedResponseControl, Parser, type DecodedMessage } from './ldapjs';
-import { PduFramer, peekEnvelope, wellFormed } from './framing';
+import { PduFramer, peekEnvelope, splitControls, wellFormed } from './framing';
 import { BerDecodeError, decodeSearchBaseAndFilter } from './search-decode';
 import { ResultCode, type Handlers, type OpObserver, type PagedRequest, type Scope, type SessionInfo } from './types';
 
@@ -114,6 +114,23 @@ export class Session<I> implements SessionInfo<I> {
   /** ldapjs could not decode the message: answer it when we can tell what it was, else disconnect. */
   private undecodable(pdu: Buffer, err: Error): void {
     const env = peekEnvelope(pdu);
+    const split = wellFormed(pdu, 100) ? splitControls(pdu) : undefined;
+    if (env && split && RESPONSE_OP[env.opTag]) {
+      // a control ldapjs cannot decode: unsupported if critical (RFC 4511 §4.1.11), else ignored
+      const critical = split.controls.find((c) => c.critical);
+      if (critical) {
+        this.respond(env.opTag, env.messageId, ResultCode.unavailableCriticalExtension, `unsupported critical control ${critical.oid}`);
+        return;
+      }
+      this.current = split.stripped;
+      this.parser.buffer = null;
+      try {
+        this.parser.write(split.stripped); // no controls now: a second failure ends below, without recursion
+      } catch (e) {
+        this.undecodable(split.stripped, e as Error);
+      }
+      return;
+    }
     this.o.observer.rejected('malformed');
     if (!env || !RESPONSE_OP[env.opTag]) {
       this.disconnect(ResultCode.protocolError, 'undecodable LDAP message');

@@ -114,3 +114,52 @@ export function wellFormed(buf: Buffer, maxDepth: number): boolean {
   };
   return walk(0, buf.length, 0);
 }
+
+function lengthOctets(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+/** [start of content, end] of the element at off (the PDU is already known to be well formed) */
+function element(buf: Buffer, off: number): { tag: number; start: number; end: number } {
+  const tag = buf[off] as number;
+  let len = buf[off + 1] as number;
+  let start = off + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (buf[start + i] as number);
+    start += n;
+  }
+  return { tag, start, end: start + len };
+}
+
+/**
+ * The controls of a well-formed LDAPMessage (RFC 4511 §4.1.11), and the message without them: for a
+ * message ldapjs cannot decode only because of a control (a password-policy request without a value,
+ * ldapjs #956, as SSSD and `ldapwhoami -e ppolicy` send it).
+ */
+export function splitControls(pdu: Buffer): { controls: Array<{ oid: string; critical: boolean }>; stripped: Buffer } | undefined {
+  const msg = element(pdu, 0);
+  const id = element(pdu, msg.start);
+  const op = element(pdu, id.end);
+  if (op.end >= msg.end) return undefined;
+  const ctl = element(pdu, op.end);
+  if (ctl.tag !== 0xa0) return undefined;
+  const controls: Array<{ oid: string; critical: boolean }> = [];
+  for (let off = ctl.start; off < ctl.end; ) {
+    const c = element(pdu, off);
+    const type = element(pdu, c.start);
+    let critical = false;
+    if (type.end < c.end) {
+      const next = element(pdu, type.end);
+      if (next.tag === 0x01) critical = pdu[next.start] !== 0;
+    }
+    controls.push({ oid: pdu.toString('latin1', type.start, type.end), critical });
+    off = c.end;
+  }
+  const body = pdu.subarray(msg.start, op.end);
+  return { controls, stripped: Buffer.concat([Buffer.from([0x30]), lengthOctets(body.length), body]) };
+}

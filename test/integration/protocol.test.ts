@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import { connect, type Socket } from 'node:net';
 import { Change, Attribute, Client, Control } from 'ldapts';
+import { bindRequest, control, controls, msg } from '../helpers/ber';
 import { startFromYaml, type TestGateway } from '../helpers/gateway';
 
 let g: TestGateway;
@@ -187,4 +188,14 @@ directory:
   for (let i = 0; i < 8; i++) codes.push(await c.bind('alice', 'demo-password').then(() => 0, (e: { code: number }) => e.code));
   t.same(codes.slice(0, 4), [0, 0, 0, 0], 'the burst passes');
   t.ok(codes.slice(4).includes(51), `then binds get busy (${codes.join(',')})`);
+});
+
+t.test('a control ldapjs cannot decode: ignored when non-critical (SSSD ppolicy), 12 when critical', async (t) => {
+
+  const ppolicy = '1.3.6.1.4.1.42.2.27.8.5.1'; // a password-policy request carries no value (ldapjs #956 fails on it)
+  const plain = await raw([msg(1, bindRequest('alice@demo.example', 'demo-password'), controls(control(ppolicy, false)))], 500);
+  t.same(firstResultCode(plain.data), { op: 0x61, code: 0 }, 'the bind succeeds');
+  const critical = await raw([msg(1, bindRequest('alice@demo.example', 'demo-password'), controls(control(ppolicy, true)))], 500);
+  t.same(firstResultCode(critical.data), { op: 0x61, code: 12 });
+  t.notOk(critical.closed, 'and the connection stays');
 });

@@ -41,6 +41,14 @@ t.test('nested groups are flattened, through groups that are not themselves show
   t.same(keys(G('Staff')), ['alice', 'hugo']);
   t.same(keys(G('All')), ['alice', 'hugo']);
   t.notOk(idx.groups.has(norm(G('Hidden', 'Other'))));
+  t.same(idx.shadowed, []);
+});
+
+t.test('a second group with the same cn is reported, not silently merged', async (t) => {
+  const twin = e(G('Eng', 'Other'), { cn: ['Eng'] });
+  const idx = await buildIndex({ ...sources, allGroups: () => pages([...allGroups, twin]), visibleGroups: () => pages([...visible, twin]) }, 'flatten');
+  t.same(idx.shadowed, [twin.dn]);
+  t.equal(idx.groupsByKey.get('eng')?.dn, G('Eng'), 'the first one keeps the virtual DN');
 });
 
 t.test('direct mode lists subgroups as members instead of flattening', async (t) => {
