@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { encodeEntry, encodeExtended, encodeResult, pagedResponseControl, Parser, type DecodedMessage } from './ldapjs';
-import { PduFramer, peekEnvelope, splitControls, wellFormed } from './framing';
+import { bindAuthenticationTag, PduFramer, peekEnvelope, splitControls, wellFormed } from './framing';
 import { BerDecodeError, decodeSearchBaseAndFilter } from './search-decode';
 import { ResultCode, type Handlers, type OpObserver, type PagedRequest, type Scope, type SessionInfo } from './types';
 
@@ -131,13 +131,13 @@ export class Session<I> implements SessionInfo<I> {
       }
       return;
     }
-    this.o.observer.rejected('malformed');
+    // a bind whose authentication choice is SASL ([3], 0xa3) is not malformed, just unsupported
+    const sasl = env?.opTag === 0x60 && wellFormed(pdu, 100) && bindAuthenticationTag(pdu) === 0xa3;
+    if (!sasl) this.o.observer.rejected('malformed');
     if (!env || !RESPONSE_OP[env.opTag]) {
       this.disconnect(ResultCode.protocolError, 'undecodable LDAP message');
       return;
     }
-    // a bind whose authentication choice is SASL ([3], 0xa3) is not malformed, just unsupported
-    const sasl = env.opTag === 0x60 && pdu.includes(0xa3, 5);
     const code = sasl ? ResultCode.authMethodNotSupported : ResultCode.protocolError;
     const message = sasl ? 'only simple bind is supported' : 'could not decode request';
     this.o.log.debug({ conn: this.id, err: err.message }, 'undecodable request');

@@ -163,3 +163,14 @@ export function splitControls(pdu: Buffer): { controls: Array<{ oid: string; cri
   const body = pdu.subarray(msg.start, op.end);
   return { controls, stripped: Buffer.concat([Buffer.from([0x30]), lengthOctets(body.length), body]) };
 }
+
+/** The tag of a well-formed BindRequest's authentication choice: 0x80 simple, 0xa3 SASL (RFC 4511 §4.2). */
+export function bindAuthenticationTag(pdu: Buffer): number | undefined {
+  const msg = element(pdu, 0);
+  const id = element(pdu, msg.start);
+  const op = element(pdu, id.end);
+  if (op.tag !== 0x60) return undefined;
+  const version = element(pdu, op.start);
+  const name = element(pdu, version.end);
+  return name.end < op.end ? element(pdu, name.end).tag : undefined;
+}
