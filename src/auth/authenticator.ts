@@ -192,8 +192,8 @@ export class Authenticator {
     }
 
     const r = await this.o.upstream.bind(ad.dn, op.password);
-    if (!r.ok) this.resolved?.delete(cacheKey); // a renamed, moved or deleted account re-resolves at once
     if (!r.ok) {
+      this.resolved?.delete(cacheKey); // a renamed, moved or deleted account re-resolves at once
       if (r.reason === 'bad_credentials') guard?.badPassword(ad.dn, op.password, client);
       return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
     }

@@ -20,6 +20,9 @@ export interface CachedResult {
 
 export type CacheEvent = 'hit' | 'miss' | 'evict';
 
+/** The parts of a search request that decide its result (and must not change between pages, RFC 2696 §3). */
+export const requestSignature = (op: SearchOp): string => JSON.stringify([op.base.trim().toLowerCase(), op.scope, filterToString(op.filter), op.attributes, op.sizeLimit, op.typesOnly]);
+
 const sizeOf = (r: CachedResult) => r.entries.reduce((n, e) => n + e.dn.length + e.attributes.reduce((m, a) => m + a.type.length + a.values.reduce((k, v) => k + v.length + 16, 0), 0), 64);
 
 export class SearchCache {
@@ -47,7 +50,7 @@ export class SearchCache {
 
   /** identity: who is asking, as the authorization sees it (e.g. `consumer:defguard`, `user:<AD DN>`) */
   key(identity: string, op: SearchOp): string {
-    return JSON.stringify([identity, op.base.trim().toLowerCase(), op.scope, filterToString(op.filter), op.attributes, op.sizeLimit, op.typesOnly]);
+    return JSON.stringify([identity, requestSignature(op)]);
   }
 
   get(key: string): CachedResult | undefined {

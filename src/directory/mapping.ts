@@ -108,6 +108,7 @@ export function selection(requested: string[]): Selection {
 
 interface CompiledRule {
   name: string; // configured case
+  lower: string;
   rule: Rule;
 }
 
@@ -125,13 +126,15 @@ export interface MembershipView {
 /** A rule table indexed by lower-case name; built once per profile, not per request. */
 export class Mapper {
   private readonly byLower = new Map<string, CompiledRule>();
+  /** the rules a selection wants, worked out once per search rather than once per entry */
+  private readonly wantedBy = new WeakMap<Selection, CompiledRule[]>();
   readonly dnSource: string;
 
   constructor(
     readonly rules: RuleTable,
     readonly keyAttr: string, // virtual attribute that names the entry (uid / cn)
   ) {
-    for (const [name, rule] of Object.entries(rules)) this.byLower.set(name.toLowerCase(), { name, rule });
+    for (const [name, rule] of Object.entries(rules)) this.byLower.set(name.toLowerCase(), { name, lower: name.toLowerCase(), rule });
     const key = rules[keyAttr];
     if (!key || !('from' in key)) throw new Error(`mapping: ${keyAttr} must map from an AD attribute`);
     this.dnSource = key.from[0] as string;
@@ -142,12 +145,15 @@ export class Mapper {
   }
 
   private wanted(sel: Selection): CompiledRule[] {
-    const out: CompiledRule[] = [];
-    for (const [lower, c] of this.byLower) {
-      if (!mayRead(sel, lower)) continue;
+    let out = this.wantedBy.get(sel);
+    if (out) return out;
+    out = [];
+    for (const c of this.byLower.values()) {
+      if (!mayRead(sel, c.lower)) continue;
       const operational = 'from' in c.rule && c.rule.operational === true;
-      if (sel.names.has(lower) || (sel.all && !operational) || (sel.operational && operational)) out.push(c);
+      if (sel.names.has(c.lower) || (sel.all && !operational) || (sel.operational && operational)) out.push(c);
     }
+    this.wantedBy.set(sel, out);
     return out;
   }
 
@@ -192,7 +198,7 @@ export class Mapper {
   mapAttributes(ad: AdEntry, sel: Selection, m?: MembershipView): Array<{ type: string; values: string[] }> {
     const out: Array<{ type: string; values: string[] }> = [];
     for (const c of this.wanted(sel)) {
-      const type = sel.names.get(c.name.toLowerCase()) ?? c.name;
+      const type = sel.names.get(c.lower) ?? c.name;
       let values: string[] = [];
       if ('const' in c.rule) values = c.rule.const;
       else if ('computed' in c.rule) values = m ? computed(c.rule.computed, ad.dn, m) : [];
@@ -215,7 +221,7 @@ export class Mapper {
     const mapped = new Map(this.mapAttributes(ad, sel, m).map((a) => [a.type.toLowerCase(), a.values]));
     const out: Array<{ type: string; values: string[]; rule: string }> = [];
     for (const c of this.wanted(sel)) {
-      const values = mapped.get((sel.names.get(c.name.toLowerCase()) ?? c.name).toLowerCase()) ?? [];
+      const values = mapped.get(c.lower) ?? [];
       let rule: string;
       if ('const' in c.rule) rule = 'fixed value';
       else if ('computed' in c.rule) rule = c.rule.computed === 'memberOf' ? `computed: the user's groups from the membership index${m?.flatten ? ', nested groups flattened' : ''}` : `computed: the group's members from the membership index`;
@@ -225,7 +231,7 @@ export class Mapper {
         const how = c.rule.transform && c.rule.transform !== 'text' ? ` via ${c.rule.transform}` : '';
         rule = used ? `from ${used}${how}${chain}` : `no value: ${c.rule.from.join(', ')} empty in AD`;
       }
-      out.push({ type: sel.names.get(c.name.toLowerCase()) ?? c.name, values, rule });
+      out.push({ type: sel.names.get(c.lower) ?? c.name, values, rule });
     }
     return out;
   }
@@ -245,17 +251,16 @@ export class Mapper {
       case 'true':
       case 'false':
         return f;
-      case 'ext':
-        if (!f.attr) return f;
-        return this.rewriteTerm(f.attr, f, (attr) => ({ ...f, attr }), m);
       default:
-        return this.rewriteTerm(f.attr, f, (attr) => ({ ...f, attr }), m);
+        return this.rewriteTerm(f, m);
     }
   }
 
-  private rewriteTerm(attr: string, f: FilterNode, rename: (attr: string) => FilterNode, m?: MembershipView): FilterNode {
-    const c = this.rule(attr);
+  /** One attribute term (an extensible match without an attribute passes as it is). */
+  private rewriteTerm(f: Exclude<FilterNode, { type: 'and' | 'or' | 'not' | 'true' | 'false' }>, m?: MembershipView): FilterNode {
+    const c = f.attr ? this.rule(f.attr) : undefined;
     if (!c) return f;
+    const rename = (attr: string): FilterNode => ({ ...f, attr });
     const rule = c.rule;
     if ('const' in rule) {
       if (f.type === 'present') return TRUE;

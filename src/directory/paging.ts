@@ -3,8 +3,7 @@
 // pages, and the failure rule. Memory per paged listing is bounded by one upstream page: the entry
 // generator is suspended between client pages, never drained into a buffer.
 import { randomBytes } from 'node:crypto';
-import type { SearchCache } from './cache';
-import { filterToString } from './filter';
+import { requestSignature, type SearchCache } from './cache';
 import { UpstreamFailure, type DirectorySearch, type SearchScope } from './search';
 import { ResultCode, type Entry, type LdapResult, type SearchOp, type SearchOutcome, type SearchSink } from '../server/types';
 
@@ -25,8 +24,6 @@ export interface PagingOptions {
 
 const NO_COOKIE = Buffer.alloc(0);
 
-/** The parts of a request that must not change between the pages of one paged search (RFC 2696 §3). */
-const signatureOf = (op: SearchOp) => JSON.stringify([op.base.toLowerCase(), op.scope, filterToString(op.filter), op.attributes, op.sizeLimit, op.typesOnly]);
 
 export class SearchRunner {
   private readonly cursors = new WeakMap<object, Map<string, Cursor>>();
@@ -96,14 +93,14 @@ export class SearchRunner {
     if (cookie.length === 0) {
       if (size === 0) return done({ code: ResultCode.success });
       await this.makeRoom(store);
-      cur = { gen: this.dir.entries(op, scope), signature: signatureOf(op), sent: 0, startedAt: Date.now(), lastUsed: Date.now() };
+      cur = { gen: this.dir.entries(op, scope), signature: requestSignature(op), sent: 0, startedAt: Date.now(), lastUsed: Date.now() };
     } else {
       const key = cookie.toString('hex');
       const found = store.get(key);
       if (!found) return done({ code: ResultCode.unwillingToPerform, message: 'paged results cookie is invalid or expired' });
       store.delete(key);
       cur = found;
-      if (size === 0 || cur.signature !== signatureOf(op)) {
+      if (size === 0 || cur.signature !== requestSignature(op)) {
         // size 0 abandons the paged search (RFC 2696 §3); changed parameters are refused
         await cur.gen.return({ code: 0 }).catch(() => undefined);
         return size === 0 ? done({ code: ResultCode.success }) : done({ code: ResultCode.unwillingToPerform, message: 'paged search parameters changed between pages' });

@@ -277,8 +277,11 @@ export class DirectorySearch {
               const key = k.mapper.keyOf(ad);
               if (key === undefined) continue;
               const dn = k.dn(key, ad);
-              if (emitted?.has(dn.toLowerCase())) continue;
-              emitted?.add(dn.toLowerCase());
+              if (emitted) {
+                const lower = dn.toLowerCase();
+                if (emitted.has(lower)) continue;
+                emitted.add(lower);
+              }
               found++;
               yield { dn, attributes: k.mapper.mapAttributes(ad, sel, view) };
             }
@@ -290,29 +293,24 @@ export class DirectorySearch {
       }
       total += found;
       // a search based at one user or group that does not exist (or is not visible) is noSuchObject
-      if (found === 0 && k.plan.key !== undefined && !(await this.exists(k.source, query(simplify(and(...scoped)))))) {
+      if (found === 0 && k.plan.key !== undefined && !(await this.exists({ base: k.source.base, scope: 'sub', filter: query(simplify(and(...scoped))), attributes: ['1.1'] }))) {
         return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
       }
     }
-    if (this.o.transparent && total === 0 && !(await this.existsAt(op.base))) {
+    if (this.o.transparent && total === 0 && !(await this.exists({ base: op.base, scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] }))) {
       return { code: ResultCode.noSuchObject, message: 'no such entry', matchedDN: this.o.adBaseDN };
     }
     return { code: ResultCode.success };
   }
 
-  /** Whether an AD entry exists at this DN (transparent mode). */
-  private async existsAt(dn: string): Promise<boolean> {
+  /** Whether an AD query finds anything; a base that does not exist finds nothing. */
+  private async exists(q: AdQuery): Promise<boolean> {
     try {
-      for await (const page of guarded(this.o.source.search({ base: dn, scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] }))) if (page.length > 0) return true;
+      for await (const page of guarded(this.o.source.search(q))) if (page.length > 0) return true;
     } catch (err) {
       if (err instanceof UpstreamFailure && err.code === ResultCode.noSuchObject) return false;
       throw err;
     }
-    return false;
-  }
-
-  private async exists(source: KindSource, filter: string): Promise<boolean> {
-    for await (const page of guarded(this.o.source.search({ base: source.base, scope: 'sub', filter, attributes: ['1.1'] }))) if (page.length > 0) return true;
     return false;
   }
 }

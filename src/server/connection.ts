@@ -23,6 +23,7 @@ const OID = {
 const RESPONSE_OP: Record<number, number> = { 0x60: 0x61, 0x63: 0x65, 0x66: 0x67, 0x68: 0x69, 0x4a: 0x6b, 0x6c: 0x6d, 0x6e: 0x6f, 0x77: 0x78 };
 const OP_NAME: Record<number, string> = { 0x60: 'bind', 0x63: 'search', 0x66: 'modify', 0x68: 'add', 0x4a: 'delete', 0x6c: 'modifyDN', 0x6e: 'compare', 0x77: 'extended' };
 const WRITE_OPS = new Set([0x66, 0x68, 0x4a, 0x6c, 0x6e]);
+const SCOPES: Scope[] = ['base', 'one', 'sub'];
 
 export interface SessionOptions<I> {
   handlers: Handlers<I>;
@@ -114,7 +115,8 @@ export class Session<I> implements SessionInfo<I> {
   /** ldapjs could not decode the message: answer it when we can tell what it was, else disconnect. */
   private undecodable(pdu: Buffer, err: Error): void {
     const env = peekEnvelope(pdu);
-    const split = wellFormed(pdu, 100) ? splitControls(pdu) : undefined;
+    const formed = wellFormed(pdu, 100);
+    const split = formed ? splitControls(pdu) : undefined;
     if (env && split && RESPONSE_OP[env.opTag]) {
       // a control ldapjs cannot decode: unsupported if critical (RFC 4511 §4.1.11), else ignored
       const critical = split.controls.find((c) => c.critical);
@@ -132,7 +134,7 @@ export class Session<I> implements SessionInfo<I> {
       return;
     }
     // a bind whose authentication choice is SASL ([3], 0xa3) is not malformed, just unsupported
-    const sasl = env?.opTag === 0x60 && wellFormed(pdu, 100) && bindAuthenticationTag(pdu) === 0xa3;
+    const sasl = env?.opTag === 0x60 && formed && bindAuthenticationTag(pdu) === 0xa3;
     if (!sasl) this.o.observer.rejected('malformed');
     if (!env || !RESPONSE_OP[env.opTag]) {
       this.disconnect(ResultCode.protocolError, 'undecodable LDAP message');
@@ -222,13 +224,12 @@ export class Session<I> implements SessionInfo<I> {
     }
     const abort = new AbortController();
     this.inFlight.set(m.messageId, abort);
-    const scopes: Scope[] = ['base', 'one', 'sub'];
     try {
       const outcome = await this.o.handlers.search(
         {
           messageId: m.messageId,
           base,
-          scope: scopes[m.scope ?? 2] ?? 'sub',
+          scope: SCOPES[m.scope ?? 2] ?? 'sub',
           filter,
           attributes: m.attributes ?? [],
           sizeLimit: m.sizeLimit ?? 0,
