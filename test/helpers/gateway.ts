@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Client } from 'ldapts';
 import { startGateway, type Gateway } from '../../src/app';
 import { parseConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
@@ -54,6 +55,26 @@ export async function startFromYaml(yaml: string, env: NodeJS.ProcessEnv = proce
     httpUrl: gw.httpPort ? `http://127.0.0.1:${gw.httpPort}` : undefined,
     logs,
     stop: () => gw.stop(2000),
+  };
+}
+
+/** A gateway from YAML (with the Samba test bed's settings) and a client bound as the consumer account. */
+export async function startConsumerSession(yaml: string, timeoutMs = 20_000): Promise<{ g: TestGateway; c: Client; stop(): Promise<void> }> {
+  const g = await startFromYaml(yaml, sambaEnv());
+  const c = new Client({ url: g.url, timeout: timeoutMs });
+  try {
+    await c.bind(CONSUMER_DN, CONSUMER_PASSWORD);
+  } catch (err) {
+    await g.stop();
+    throw err;
+  }
+  return {
+    g,
+    c,
+    async stop() {
+      await c.unbind().catch(() => undefined);
+      await g.stop();
+    },
   };
 }
 

@@ -5,7 +5,7 @@
 // What is checked is what Defguard checks: exact attribute-name case, stable DNs, complete listings.
 import t from 'tap';
 import { Client, type Entry, type SearchOptions } from 'ldapts';
-import { CONSUMER_DN, CONSUMER_PASSWORD, sambaEnv, sambaExampleYaml, startFromYaml, type TestGateway } from '../helpers/gateway';
+import { sambaExampleYaml, startConsumerSession } from '../helpers/gateway';
 
 const UA = 'uid';
 const RA = 'uid';
@@ -21,17 +21,12 @@ const groupDN = (g: string) => `${GNA}=${g},${GBASE}`;
 /** ldap3::ldap_escape: only \ * ( ) NUL */
 const ldapEscape = (s: string) => s.replace(/[\\*()\0]/g, (c) => `\\${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
-let g: TestGateway;
 let c: Client;
+let stop: () => Promise<void>;
 t.before(async () => {
-  g = await startFromYaml(sambaExampleYaml(), sambaEnv());
-  c = new Client({ url: g.url, timeout: 30_000 });
-  await c.bind(CONSUMER_DN, CONSUMER_PASSWORD); // B1
+  ({ c, stop } = await startConsumerSession(sambaExampleYaml(), 30_000)); // B1
 });
-t.teardown(async () => {
-  await c.unbind().catch(() => undefined);
-  await g.stop();
-});
+t.teardown(() => stop());
 
 async function plain(base: string, scope: 'base' | 'sub', filter: string, attributes: string[]): Promise<{ entries: Entry[]; refs: number }> {
   const r = await c.search(base, { scope, filter, attributes });

@@ -2,23 +2,18 @@
 // paging through the whole bulk set, and who may see what.
 import t from 'tap';
 import { Client, type Entry } from 'ldapts';
-import { bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, run, sambaEnv, sambaExampleYaml, startFromYaml, type TestGateway } from '../helpers/gateway';
+import { bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, run, sambaExampleYaml, startConsumerSession, type TestGateway } from '../helpers/gateway';
 
 const PW = bedEnv('SAMBA_AD_USER_PASS');
 const BASE = 'dc=vpn,dc=example,dc=test';
 const USERS = `ou=users,${BASE}`;
 let g: TestGateway;
 let c: Client;
-
+let stop: () => Promise<void>;
 t.before(async () => {
-  g = await startFromYaml(sambaExampleYaml(), sambaEnv());
-  c = new Client({ url: g.url, timeout: 20_000 });
-  await c.bind(CONSUMER_DN, CONSUMER_PASSWORD);
+  ({ g, c, stop } = await startConsumerSession(sambaExampleYaml()));
 });
-t.teardown(async () => {
-  await c.unbind().catch(() => undefined);
-  await g.stop();
-});
+t.teardown(() => stop());
 
 t.test('a user comes back under the client-facing base with the first attribute map', async (t) => {
   // Defguard's S1: (&(UA=<v>)(objectClass=UOC)) with ["*", MA]

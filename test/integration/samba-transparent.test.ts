@@ -1,22 +1,17 @@
 // Transparent mode against Samba AD: AD's own DNs and tree, attributes and membership still mapped.
 import t from 'tap';
 import { Client } from 'ldapts';
-import { bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, sambaEnv, sambaExampleYaml, startFromYaml, type TestGateway } from '../helpers/gateway';
+import { bedEnv, sambaExampleYaml, startConsumerSession, type TestGateway } from '../helpers/gateway';
 
 const AD = bedEnv('SAMBA_AD_BASE_DN');
 const PW = bedEnv('SAMBA_AD_USER_PASS');
 let g: TestGateway;
 let c: Client;
-
+let stop: () => Promise<void>;
 t.before(async () => {
-  g = await startFromYaml(sambaExampleYaml().replace('directory:\n', 'directory:\n  mode: transparent\n'), sambaEnv());
-  c = new Client({ url: g.url, timeout: 20_000 });
-  await c.bind(CONSUMER_DN, CONSUMER_PASSWORD);
+  ({ g, c, stop } = await startConsumerSession(sambaExampleYaml().replace('directory:\n', 'directory:\n  mode: transparent\n')));
 });
-t.teardown(async () => {
-  await c.unbind().catch(() => undefined);
-  await g.stop();
-});
+t.teardown(() => stop());
 
 t.test("entries keep AD's DNs, byte for byte, with the attribute map applied", async (t) => {
   const r = await c.search(AD, { filter: '(|(uid=alice)(uid=jdoe))', attributes: ['uid', 'mail', 'memberOf', 'objectClass'] });
