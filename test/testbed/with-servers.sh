@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 for bin in samba samba-tool slapd slappasswd ldapsearch ldapadd openssl; do
-  command -v "$bin" >/dev/null || { echo "with-servers: '$bin' is not installed (see README: apt-get install samba samba-ad-dc slapd ldap-utils openssl)" >&2; exit 3; }
+  command -v "$bin" >/dev/null || { echo "with-servers: '$bin' is not installed (see the README's test command for the packages to install)" >&2; exit 3; }
 done
 
 RUN=$(mktemp -d /tmp/ldap-gateway-test.XXXXXX)
