@@ -10,8 +10,9 @@ import { startDemoDirectory, type DemoDirectory } from './demo/directory';
 import { startHttp } from './observability/http';
 import { Metrics } from './observability/metrics';
 import { startProvisioning } from './provisioning/start';
+import { CursorStore } from './directory/cursors';
+import type { Handlers } from './ldap/types';
 import { LdapListeners } from './server/listener';
-import type { Handlers } from './server/types';
 
 export interface Gateway {
   ldapPort?: number;
@@ -29,6 +30,20 @@ const RESTART_ONLY = ['listen', 'http', 'provisioning', 'demo', 'upstream.flavor
 
 function pick(cfg: Config, path: string): unknown {
   return path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), cfg);
+}
+
+/** next, with every restart-only setting kept at its running value (the one list decides both). */
+function effectiveConfig(next: Config, running: Config): Config {
+  const out = structuredClone(next) as unknown as Record<string, unknown>;
+  for (const path of RESTART_ONLY) {
+    const keys = path.split('.');
+    const last = keys.pop() as string;
+    let at: Record<string, unknown> | undefined = out;
+    for (const k of keys) at = at?.[k] && typeof at[k] === 'object' ? (at[k] as Record<string, unknown>) : undefined;
+    const value = pick(running, path);
+    if (at && value !== undefined) at[last] = structuredClone(value);
+  }
+  return out as unknown as Config;
 }
 
 function makeGuard(cfg: Config, log: Logger, metrics: Metrics): LockoutGuard {
@@ -60,7 +75,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   let core: Core | undefined;
   const current = () => core as Core;
   const events = startProvisioning(cfg, log, metrics, () => current().directory);
-  const shared: Shared = { guard: makeGuard(cfg, log, metrics) };
+  const shared: Shared = { guard: makeGuard(cfg, log, metrics), cursors: new CursorStore(cfg.directory.paging) };
   core = buildCore(cfg, upstreamOf(cfg), log, metrics, events.authHooks, shared);
 
   metrics.gauge('ldap_gateway_upstream_pool_connections', 'Upstream connections by pool, domain controller and state', ['pool', 'dc', 'state'], (g) => {
@@ -82,24 +97,16 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   const handlers: Handlers<Identity> = {
     bind: (op, s) => current().handlers.bind(op, s),
     search: (op, s, sink) => current().handlers.search(op, s, sink),
+    add: (op, s) => current().handlers.add(op, s),
+    modify: (op, s) => current().handlers.modify(op, s),
+    modifyDN: (op, s) => current().handlers.modifyDN(op, s),
+    delete: (op, s) => current().handlers.delete(op, s),
+    compare: (op, s) => current().handlers.compare(op, s),
+    passwordModify: (op, s) => current().handlers.passwordModify(op, s),
     whoami: (s) => current().handlers.whoami(s),
     closed: (s) => current().handlers.closed?.(s),
   };
-  const listeners = new LdapListeners<Identity>({
-    handlers,
-    observer: metrics.observer,
-    log,
-    ldap: cfg.listen.ldap,
-    ldaps: cfg.listen.ldaps,
-    tls: cfg.listen.tls,
-    startTLS: cfg.listen.startTLS,
-    requireTLSForBind: cfg.listen.requireTLSForBind,
-    maxConnections: cfg.listen.maxConnections,
-    maxConnectionsPerIp: cfg.listen.maxConnectionsPerIp,
-    idleTimeoutMs: cfg.listen.idleTimeoutMs,
-    maxPduBytes: cfg.listen.maxPduBytes,
-    maxOutstanding: cfg.listen.maxOutstandingPerConnection,
-  });
+  const listeners = new LdapListeners<Identity>(cfg.listen, handlers, metrics.observer, log);
   await listeners.listen();
   const http = cfg.http.listen ? await startHttp(cfg.http.listen, metrics, () => current().upstream.ready()) : undefined;
   log.info(
@@ -120,17 +127,17 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
       const restartNeeded = RESTART_ONLY.filter((p) => JSON.stringify(pick(old.cfg, p)) !== JSON.stringify(pick(next, p)));
       if (JSON.stringify(old.cfg.protection) !== JSON.stringify(next.protection)) shared.guard = makeGuard(next, log, metrics);
       log.level = next.log.level;
-      // settings that need a restart keep their running values
-      const effective: Config = { ...next, listen: old.cfg.listen, http: old.cfg.http, provisioning: old.cfg.provisioning, demo: old.cfg.demo };
-      if (next.upstream && old.cfg.upstream) effective.upstream = { ...next.upstream, flavor: old.cfg.upstream.flavor };
+      const effective = effectiveConfig(next, old.cfg);
       core = buildCore(effective, upstreamOf(effective), log, metrics, events.authHooks, shared);
-      void old.retire(10_000);
+      // the old core's upstream stays open while its operations run and its paged listings go on
+      void old.retire(Math.max(10_000, old.cfg.directory.paging.cursorIdleMs));
       return { restartNeeded: [...restartNeeded] };
     },
     async stop(deadlineMs = 10_000) {
       await listeners.close(deadlineMs);
       await events.stop(deadlineMs);
       if (http) await new Promise<void>((r) => http.server.close(() => r()));
+      shared.cursors.stop();
       await current().retire(0);
       if (demo) await demo.close();
     },

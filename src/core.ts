@@ -15,7 +15,10 @@ import { SearchRunner } from './directory/paging';
 import { DirectorySearch, type KindSource } from './directory/search';
 import { VirtualTree } from './directory/tree';
 import type { Metrics } from './observability/metrics';
-import { ResultCode, type Handlers } from './server/types';
+import { Policy } from './auth/policy';
+import type { CursorStore } from './directory/cursors';
+import { OID } from './ldap/protocol';
+import type { Handlers } from './ldap/types';
 import { Upstream } from './upstream/upstream';
 import { VERSION } from './version';
 
@@ -35,6 +38,8 @@ export interface Core {
 /** What outlives a reload: state that would be wrong to reset (the shield's counters). */
 export interface Shared {
   guard: LockoutGuard;
+  /** open paged listings: a reload must not end them */
+  cursors: CursorStore;
 }
 
 export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metrics: Metrics, hooks: AuthHooks, shared: Shared): Core {
@@ -90,8 +95,8 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     rootDSE: {
       namingContexts: [transparent ? upCfg.baseDN : tree.baseDN],
       supportedLDAPVersion: ['3'],
-      supportedControl: ['1.2.840.113556.1.4.319'],
-      supportedExtension: ['1.3.6.1.4.1.4203.1.11.3', ...(tlsOn && cfg.listen.startTLS ? ['1.3.6.1.4.1.1466.20037'] : [])],
+      supportedControl: [OID.pagedResults],
+      supportedExtension: [OID.whoami, ...(tlsOn && cfg.listen.startTLS ? [OID.startTLS] : [])],
       supportedSASLMechanisms: [],
       vendorName: ['ldap-gateway'],
       vendorVersion: [VERSION],
@@ -99,7 +104,9 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   });
 
   const cache = new SearchCache(cfg.cache, (e) => metrics.cache(e));
-  const runner = new SearchRunner(directory, cfg.directory.paging, cache);
+  shared.cursors.configure(cfg.directory.paging);
+  const runner = new SearchRunner(directory, shared.cursors, cache);
+  const policy = new Policy({ anonymous: cfg.auth.anonymous, requireTLSForBind: cfg.listen.requireTLSForBind });
 
   if (upCfg.flavor === 'ad' && cfg.protection.lockout.perAccount > 0) void checkLockoutPolicy(upstream, upCfg.baseDN, cfg.protection.lockout.perAccount, log);
 
@@ -126,28 +133,26 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     failed: hooks.failed,
     eventAttributes: hooks.eventNames ? users.sourceAttributes(selection(hooks.eventNames)) : undefined,
     guard: shared.guard,
+    policy,
   });
 
+  const refuse = async (op: Parameters<Policy['write']>[1], session: { identity: Identity | null }) => policy.write(session.identity, op);
   const handlers: Handlers<Identity> = {
     bind: (op, session) => auth.bind(op, session),
     async search(op, session, sink) {
-      const who = session.identity;
-      const rootDSE = op.base.trim() === '' && op.scope === 'base';
-      if (!who && !rootDSE && cfg.auth.anonymous !== 'allow') {
-        return { code: ResultCode.insufficientAccessRights, message: 'bind first: anonymous access is limited to the rootDSE' };
-      }
-      if (who?.kind === 'consumer') {
-        if (!who.access.search) return { code: ResultCode.insufficientAccessRights, message: `consumer ${who.name} may not search` };
-        return runner.run(op, { subtrees: who.access.subtrees, attributes: who.access.attributes }, session, sink, `consumer:${who.name}`);
-      }
-      // an end user sees their own entry and the groups; anonymous (when allowed) sees the tree
-      if (who?.kind === 'user') return runner.run(op, { onlyUser: who.username }, session, sink, `user:${who.adDn}`);
-      return runner.run(op, {}, session, sink, 'anonymous');
+      const d = policy.search(session.identity, op);
+      if (!d.allow) return { code: d.code, message: d.message };
+      return runner.run(op, d.scope, session, sink, d.partition);
     },
+    add: refuse,
+    modify: refuse,
+    modifyDN: refuse,
+    delete: refuse,
+    compare: refuse,
+    passwordModify: refuse,
     whoami: (session) => (session.identity ? `dn:${session.identity.dn}` : ''),
-    closed: (session) => void runner.closeSession(session),
+    closed: (session) => void shared.cursors.closeSession(session),
   };
-
 
   return {
     cfg,
@@ -157,7 +162,8 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     handlers,
     async retire(deadlineMs) {
       const until = Date.now() + deadlineMs;
-      const busy = () => upstream.service.stats().inUse + upstream.binds.stats().inUse > 0;
+      // in-flight operations, and paged listings this core started (continued until they end or expire)
+      const busy = () => upstream.service.stats().inUse + upstream.binds.stats().inUse > 0 || runner.openCursors > 0;
       while (busy() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       await upstream.close();
     },

@@ -11,7 +11,9 @@ import type { AdEntry } from '../directory/mapping';
 import type { EntrySource, KindSource } from '../directory/search';
 import { guidToString } from '../directory/transforms';
 import type { VirtualTree } from '../directory/tree';
-import { ResultCode, type BindOp, type LdapResult, type SessionInfo } from '../server/types';
+import { ResultCode } from '../ldap/protocol';
+import type { BindOp, LdapResult, SessionInfo } from '../ldap/types';
+import type { Policy } from './policy';
 import { classifyBindName, lookupTerm, type BindName } from './bind-name';
 import type { ConsumerAccess, Identity } from './identity';
 import type { LockoutGuard } from './guard';
@@ -49,6 +51,8 @@ export interface AuthOptions {
   guard?: LockoutGuard;
   /** how long a resolved bind name (name -> AD entry) is reused; 0: always look it up */
   resolveCacheMs: number;
+  /** who may bind at all (TLS required?) */
+  policy: Policy;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -83,7 +87,7 @@ export class Authenticator {
 
   async bind(op: BindOp, session: SessionInfo<Identity>): Promise<{ result: LdapResult; identity?: Identity }> {
     const t0 = process.hrtime.bigint();
-    const out = await this.decide(op, session.remoteAddress);
+    const out = await this.decide(op, session.remoteAddress, session.tls);
     if (out.reason === 'ok' && out.identity?.kind === 'user' && out.ad && this.o.succeeded) {
       try {
         await this.o.succeeded(out.ad, out.identity, session.remoteAddress);
@@ -124,10 +128,12 @@ export class Authenticator {
     if (reason === 'upstream_error' || reason === 'outbox_unavailable') return ResultCode.other;
     if (reason === 'anonymous_denied') return ResultCode.inappropriateAuthentication;
     if (reason === 'rate_limited') return ResultCode.busy;
+    if (reason === 'tls_required') return ResultCode.confidentialityRequired;
     return ResultCode.invalidCredentials;
   }
 
   private messageFor(out: Outcome): string {
+    if (out.reason === 'tls_required') return 'TLS is required before bind: use LDAPS or StartTLS';
     switch (this.o.diagnostics) {
       case 'none':
         return '';
@@ -139,11 +145,19 @@ export class Authenticator {
   }
 
   /** The whole outcome of a bind (used by bind, and by `ldap-gateway test-bind`). */
-  async decide(op: BindOp, client: string): Promise<Outcome> {
+  async decide(op: Pick<BindOp, 'name' | 'password'>, client: string, tls = true): Promise<Outcome> {
     if (op.name === '' && op.password === '') {
       // anonymous: it never reaches AD; what an anonymous connection may read is decided per search
       return this.o.anonymous === 'deny' ? { reason: 'anonymous_denied' } : { reason: 'ok' };
     }
+    // RFC 4513 §5.1.2 unauthenticated bind: AD answers it with success. Never forwarded, and refused
+    // before anything else (no rate, address or TLS check comes first)
+    if (op.password === '') {
+      this.o.guard?.otherFailure(client);
+      return { reason: 'empty_password' };
+    }
+    const allowed = this.o.policy.bind(op.name, op.password, tls);
+    if (!allowed.allow) return { reason: allowed.reason };
     const guard = this.o.guard;
     if (guard && !guard.allowBind(client)) return { reason: 'rate_limited' };
     if (guard?.ipBlocked(client)) return { reason: 'throttled' };
@@ -151,9 +165,6 @@ export class Authenticator {
       guard?.otherFailure(client);
       return { reason, ...extra };
     };
-    // RFC 4513 §5.1.2 unauthenticated bind: AD answers it with success. Never forwarded.
-    if (op.password === '') return local('empty_password');
-
     const consumer = this.consumerFor(op.name);
     if (consumer) {
       const ok = timingSafeEqual(digest(op.password), consumer.secret);

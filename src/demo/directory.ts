@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { isWithin, normalizeDN } from '../directory/dn';
 import type { FilterNode } from '../directory/filter';
 import { LdapListeners } from '../server/listener';
-import { ResultCode, type Entry, type Handlers, type OpObserver } from '../server/types';
+import { ResultCode } from '../ldap/protocol';
+import type { Entry, Handlers, OpObserver } from '../ldap/types';
 
 export const DEMO_BASE = 'DC=demo,DC=example';
 export const DEMO_DOMAIN = 'DEMO';
@@ -135,6 +136,8 @@ export interface DemoDirectory {
 
 type DemoIdentity = { dn: string };
 
+const readOnly = async () => ({ code: ResultCode.unwillingToPerform, message: 'the demo directory is read-only' });
+
 export async function startDemoDirectory(log: Logger): Promise<DemoDirectory> {
   const serviceDN = `CN=svc-gateway,OU=Service,${DEMO_BASE}`;
   const servicePassword = randomBytes(18).toString('base64url'); // lives only in this process
@@ -177,22 +180,18 @@ export async function startDemoDirectory(log: Logger): Promise<DemoDirectory> {
       }
       return { code: 0, ...(op.paged ? { paged: { size: 0, cookie: Buffer.alloc(0) } } : {}) };
     },
+    add: readOnly,
+    modify: readOnly,
+    modifyDN: readOnly,
+    delete: readOnly,
+    compare: readOnly,
+    passwordModify: readOnly,
     whoami: (s) => (s.identity ? `dn:${s.identity.dn}` : ''),
   };
 
   const quiet: OpObserver = { op: () => undefined, connection: () => undefined, rejected: () => undefined };
-  const listeners = new LdapListeners<DemoIdentity>({
-    handlers,
-    observer: quiet,
-    log: log.child({ component: 'demo-directory' }),
-    ldap: '127.0.0.1:0',
-    startTLS: false,
-    requireTLSForBind: false,
-    maxConnections: 1000,
-    idleTimeoutMs: 0,
-    maxPduBytes: 1024 * 1024,
-    maxOutstanding: 64,
-  });
+  const listen = { ldap: '127.0.0.1:0', startTLS: false, requireTLSForBind: false, maxConnections: 1000, maxConnectionsPerIp: 1000, idleTimeoutMs: 0, maxPduBytes: 1024 * 1024, maxOutstandingPerConnection: 64 };
+  const listeners = new LdapListeners<DemoIdentity>(listen, handlers, quiet, log.child({ component: 'demo-directory' }));
   await listeners.listen();
   const port = listeners.addresses.ldap?.port as number;
   return { url: `ldap://127.0.0.1:${port}`, serviceDN, servicePassword, baseDN: DEMO_BASE, close: () => listeners.close(0) };

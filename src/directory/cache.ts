@@ -3,7 +3,7 @@
 // Nothing invalidates an entry early: a change in AD shows after at most ttlMs.
 import { LRUCache } from 'lru-cache';
 import { filterToString } from './filter';
-import type { Entry, LdapResult, SearchOp } from '../server/types';
+import type { Entry, LdapResult, SearchOp } from '../ldap/types';
 
 export interface CacheOptions {
   ttlMs: number; // 0 disables the cache

@@ -1,17 +1,9 @@
 // Search filters as plain trees (RFC 4511 §4.5.1). The server decodes client filters into this shape,
 // directory/ rewrites them, upstream/ encodes them for AD. Filters are never evaluated against AD data here.
 
-export type FilterNode =
-  | { type: 'and'; children: FilterNode[] }
-  | { type: 'or'; children: FilterNode[] }
-  | { type: 'not'; child: FilterNode }
-  | { type: 'equal' | 'ge' | 'le' | 'approx'; attr: string; value: string }
-  | { type: 'present'; attr: string }
-  | { type: 'substring'; attr: string; initial?: string; any: string[]; final?: string }
-  | { type: 'ext'; attr?: string; rule?: string; value: string; dnAttributes: boolean }
-  // constants produced by rewriting; never sent upstream (see simplify)
-  | { type: 'true' }
-  | { type: 'false' };
+import type { FilterNode } from '../ldap/filter';
+
+export type { FilterNode } from '../ldap/filter';
 
 export const TRUE: FilterNode = { type: 'true' };
 export const FALSE: FilterNode = { type: 'false' };

@@ -2,49 +2,24 @@
 // cookies kept per connection (so they survive interleaved operations), size and time limits across
 // pages, and the failure rule. Memory per paged listing is bounded by one upstream page: the entry
 // generator is suspended between client pages, never drained into a buffer.
-import { randomBytes } from 'node:crypto';
 import { requestSignature, type SearchCache } from './cache';
+import type { Cursor, CursorStore } from './cursors';
 import { UpstreamFailure, type DirectorySearch, type SearchScope } from './search';
-import { ResultCode, type Entry, type LdapResult, type SearchOp, type SearchOutcome, type SearchSink } from '../server/types';
-
-interface Cursor {
-  gen: AsyncGenerator<Entry, LdapResult>;
-  signature: string;
-  sent: number;
-  startedAt: number;
-  lastUsed: number;
-}
-
-export interface PagingOptions {
-  /** paged searches a connection may have open at once; the oldest is closed beyond this */
-  maxCursorsPerConnection: number;
-  /** a cursor not continued within this time is closed */
-  cursorIdleMs: number;
-}
+import { ResultCode } from '../ldap/protocol';
+import type { Entry, LdapResult, SearchOp, SearchOutcome, SearchSink } from '../ldap/types';
 
 const NO_COOKIE = Buffer.alloc(0);
 
-
 export class SearchRunner {
-  private readonly cursors = new WeakMap<object, Map<string, Cursor>>();
-
   constructor(
     private readonly dir: DirectorySearch,
-    private readonly o: PagingOptions,
+    private readonly cursors: CursorStore,
     private readonly cache?: SearchCache,
   ) {}
 
   /** identity: the cache partition (who is asking, as authorization sees it) */
   run(op: SearchOp, scope: SearchScope, session: object, sink: SearchSink, identity: string): Promise<SearchOutcome> {
-    return op.paged ? this.paged(op, scope, session, sink) : this.whole(op, scope, sink, identity);
-  }
-
-  /** Close every open paged search of a connection (it went away). */
-  async closeSession(session: object): Promise<void> {
-    const store = this.cursors.get(session);
-    if (!store) return;
-    this.cursors.delete(session);
-    await Promise.all([...store.values()].map((c) => c.gen.return({ code: 0 }).catch(() => undefined)));
+    return op.paged ? this.paged(op, scope, session, sink, identity) : this.whole(op, scope, sink, identity);
   }
 
   private async whole(op: SearchOp, scope: SearchScope, sink: SearchSink, identity: string): Promise<SearchOutcome> {
@@ -85,51 +60,58 @@ export class SearchRunner {
     }
   }
 
-  private async paged(op: SearchOp, scope: SearchScope, session: object, sink: SearchSink): Promise<SearchOutcome> {
+  /**
+   * One page of a paged listing. A cookie that cannot be continued (unknown, expired, evicted, opened by
+   * another identity, or sent with other parameters) drops the connection: Defguard ignores result codes
+   * on paged listings and would take the pages it got as the whole directory (defguard-ldap.md §2.4).
+   */
+  private async paged(op: SearchOp, scope: SearchScope, session: object, sink: SearchSink, identity: string): Promise<SearchOutcome> {
     const { size, cookie } = op.paged as { size: number; cookie: Buffer };
-    const store = this.storeFor(session);
     const done = (r: LdapResult): SearchOutcome => ({ ...r, paged: { size: 0, cookie: NO_COOKIE } });
-    let cur: Cursor;
+    let cur: Cursor | undefined;
     if (cookie.length === 0) {
       if (size === 0) return done({ code: ResultCode.success });
-      await this.makeRoom(store);
-      cur = { gen: this.dir.entries(op, scope), signature: requestSignature(op), sent: 0, startedAt: Date.now(), lastUsed: Date.now() };
+      cur = { gen: this.dir.entries(op, scope), signature: requestSignature(op), partition: identity, owner: this, sent: 0, startedAt: Date.now(), lastUsed: Date.now() };
     } else {
-      const key = cookie.toString('hex');
-      const found = store.get(key);
-      if (!found) return done({ code: ResultCode.unwillingToPerform, message: 'paged results cookie is invalid or expired' });
-      store.delete(key);
-      cur = found;
-      if (size === 0 || cur.signature !== requestSignature(op)) {
-        // size 0 abandons the paged search (RFC 2696 §3); changed parameters are refused
+      cur = this.cursors.take(session, cookie);
+      if (!cur) return { drop: true, reason: 'paged results cookie cannot be continued (unknown or expired)' };
+      // size 0 abandons the paged search (RFC 2696 §3): the client itself ends the listing
+      if (size === 0 && cur.partition === identity) {
         await cur.gen.return({ code: 0 }).catch(() => undefined);
-        return size === 0 ? done({ code: ResultCode.success }) : done({ code: ResultCode.unwillingToPerform, message: 'paged search parameters changed between pages' });
+        return done({ code: ResultCode.success });
+      }
+      if (cur.partition !== identity || cur.signature !== requestSignature(op)) {
+        await cur.gen.return({ code: 0 }).catch(() => undefined);
+        return { drop: true, reason: cur.partition !== identity ? 'paged results cookie belongs to another identity' : 'paged search parameters changed between pages' };
       }
     }
 
+    const open: Cursor = cur;
     let keep = false;
     try {
       for (let n = 0; n < size; n++) {
-        const r = await cur.gen.next();
+        const r = await open.gen.next();
         if (r.done) return done(r.value);
-        const limit = this.limit(op, cur.sent, Date.now() - cur.startedAt);
+        const limit = this.limit(op, open.sent, Date.now() - open.startedAt);
         if (limit) return done(limit);
         await sink.entry(r.value);
-        cur.sent++;
+        open.sent++;
       }
       keep = true;
-      const next = randomBytes(12);
-      cur.lastUsed = Date.now();
-      store.set(next.toString('hex'), cur);
-      return { code: ResultCode.success, paged: { size: 0, cookie: next } };
+      return { code: ResultCode.success, paged: { size: 0, cookie: await this.cursors.put(session, open) } };
     } catch (err) {
       if (!(err instanceof UpstreamFailure)) throw err;
       // a paged client (Defguard's sync) takes any SearchResultDone as the complete list, even with an
       // error code, and would delete the users it did not get: always drop the connection instead
       return { drop: true, reason: err.message };
     } finally {
-      if (!keep) await cur.gen.return({ code: 0 }).catch(() => undefined);
+      if (!keep) await open.gen.return({ code: 0 }).catch(() => undefined);
     }
+  }
+
+  /** Paged listings this runner still has open (its core waits for them before it retires). */
+  get openCursors(): number {
+    return this.cursors.count(this);
   }
 
   /** sizeLimitExceeded / timeLimitExceeded when the next entry would break a client limit (RFC 4511 §4.5.1). */
@@ -137,24 +119,5 @@ export class SearchRunner {
     if (op.sizeLimit > 0 && sent >= op.sizeLimit) return { code: ResultCode.sizeLimitExceeded };
     if (op.timeLimit > 0 && elapsedMs > op.timeLimit * 1000) return { code: ResultCode.timeLimitExceeded };
     return undefined;
-  }
-
-  private storeFor(session: object): Map<string, Cursor> {
-    let store = this.cursors.get(session);
-    if (!store) {
-      store = new Map();
-      this.cursors.set(session, store);
-    }
-    return store;
-  }
-
-  private async makeRoom(store: Map<string, Cursor>): Promise<void> {
-    const now = Date.now();
-    for (const [k, c] of store) {
-      if (now - c.lastUsed > this.o.cursorIdleMs || store.size >= this.o.maxCursorsPerConnection) {
-        store.delete(k); // Map iterates oldest first
-        await c.gen.return({ code: 0 }).catch(() => undefined);
-      }
-    }
   }
 }

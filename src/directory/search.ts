@@ -7,7 +7,8 @@ import { and, eq, filterToString, hideTerms, simplify, type FilterNode } from '.
 import { mayRead, selection, type AdEntry, type Mapper, type MembershipView, type Selection } from './mapping';
 import type { MembershipCache } from './membership';
 import type { VirtualTree } from './tree';
-import { ResultCode, type Entry, type LdapResult, type SearchOp } from '../server/types';
+import { ResultCode } from '../ldap/protocol';
+import type { Entry, LdapResult, SearchOp } from '../ldap/types';
 
 export interface AdQuery {
   base: string;

@@ -1,18 +1,11 @@
 // Prometheus metrics (prom-client), named by the conventions: ldap_gateway_ prefix, base units,
 // _total on counters, low-cardinality labels only (never a user name or DN).
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { OpObserver } from '../server/types';
+import { resultName } from '../ldap/protocol';
+import type { OpObserver } from '../ldap/types';
 import type { BindReason } from '../auth/reasons';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-
-/** LDAP result code -> a stable label value */
-const RESULT_NAMES: Record<number, string> = {
-  0: 'success', 1: 'operationsError', 2: 'protocolError', 3: 'timeLimitExceeded', 4: 'sizeLimitExceeded',
-  7: 'authMethodNotSupported', 12: 'unavailableCriticalExtension', 13: 'confidentialityRequired',
-  32: 'noSuchObject', 34: 'invalidDNSyntax', 48: 'inappropriateAuthentication', 49: 'invalidCredentials',
-  50: 'insufficientAccessRights', 51: 'busy', 52: 'unavailable', 53: 'unwillingToPerform', 80: 'other',
-};
 
 export class Metrics {
   readonly registry = new Registry();
@@ -37,7 +30,7 @@ export class Metrics {
 
   readonly observer: OpObserver = {
     op: (op, code, seconds) => {
-      this.operations.inc({ op, result: RESULT_NAMES[code] ?? String(code) });
+      this.operations.inc({ op, result: resultName(code) });
       this.operationDuration.observe({ op }, seconds);
     },
     connection: (delta, tls) => this.connections.inc({ tls: String(tls) }, delta),

@@ -1,37 +1,22 @@
 // The one place ldapjs is imported. Its server typings are `any` and partly wrong (toolchain.md §7.12);
 // what we use is described here, so the looseness stops at this file.
-// We use ldapjs's protocol codec (message parser, message and control classes), not its Server: the
-// Server forces bind names through DN parsing (so `alice@upn` and `DOMAIN\alice` fail with 34), lets
-// anonymous binds bypass handlers, routes by case-sensitive DN (#323), drops the connection on unknown
-// operations, and buffers PDUs without limit. Framing and dispatch are ours (framing.ts, connection.ts).
+// We use ldapjs's protocol codec where it is correct: decoding bind, abandon and unbind requests, and
+// encoding LDAPResult / ExtendedResponse and the paged-results response control. Not its Server (it forces
+// bind names through DN parsing, lets anonymous binds bypass handlers, routes by case-sensitive DN, drops
+// the connection on unknown operations and buffers PDUs without limit), and not its decoders for requests
+// that carry filters, DNs or values (decode.ts says why).
+import { BerError, integer, octets, tlv, type Element } from '../ldap/ber';
+import { Tag } from '../ldap/protocol';
+import type { AbandonOp, BindOp, UnbindOp } from '../ldap/types';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const ldap = require('ldapjs') as LdapjsCodec;
 
-export interface DecodedControl {
-  type: string;
-  criticality: boolean;
-  value?: { size?: number; cookie?: Buffer } | unknown;
-}
-
-export interface DecodedMessage {
+interface DecodedMessage {
   messageId: number;
   protocolOp: number;
-  type: string;
-  controls: DecodedControl[];
-  // BindRequest
   name?: string;
   credentials?: string;
-  version?: number; // SASL binds never decode (ldapjs parses simple auth only); see Session.undecodable
-  // SearchRequest (base and filter are decoded by search-decode.ts instead)
-  scope?: number;
-  sizeLimit?: number;
-  timeLimit?: number;
-  typesOnly?: boolean;
-  attributes?: string[];
-  // ExtensionRequest
-  requestName?: string;
-  requestValue?: string | Buffer;
-  // AbandonRequest
+  version?: number;
   abandonId?: number;
 }
 
@@ -42,7 +27,7 @@ interface Encodable {
 interface Parser {
   buffer: Buffer | null;
   on(ev: 'message', fn: (m: DecodedMessage) => void): void;
-  on(ev: 'error', fn: (err: Error, m?: DecodedMessage) => void): void;
+  on(ev: 'error', fn: (err: Error) => void): void;
   write(b: Buffer): void;
 }
 
@@ -53,50 +38,51 @@ interface LdapjsCodec {
   PagedResultsControl: new (o: { value: { size: number; cookie: Buffer } }) => unknown;
 }
 
-export const Parser = ldap.Parser;
+// ldapjs's parser answers synchronously: one instance serves every connection
+const parser = new ldap.Parser();
+let decoded: DecodedMessage | undefined;
+let failed: Error | undefined;
+parser.on('message', (m) => (decoded = m));
+parser.on('error', (err) => (failed = err));
 
-export function encodeResult(protocolOp: number, messageId: number, code: number, message = '', controls?: unknown[]): Buffer {
-  return new ldap.LDAPResult({ messageId, status: code, diagnosticMessage: message, matchedDN: '', protocolOp, controls }).toBer().buffer;
+/**
+ * A bind, abandon or unbind request, decoded by ldapjs from the protocolOp alone: the envelope and the
+ * controls are decode.ts's (ldapjs fails a whole message on a control it cannot parse, ldapjs #956).
+ */
+export function decodeSimpleOp(pdu: Buffer, op: Element, messageId: number): BindOp | AbandonOp | UnbindOp {
+  decoded = undefined;
+  failed = undefined;
+  parser.buffer = null;
+  parser.write(tlv(0x30, integer(0x02, messageId), pdu.subarray(op.off, op.end)));
+  const m = decoded as DecodedMessage | undefined;
+  if (failed || !m) throw failed ?? new Error('could not decode request');
+  switch (op.tag) {
+    case Tag.bindRequest:
+      if (m.version !== 3) throw new BerError('only LDAPv3 is supported');
+      return { op: 'bind', messageId, name: m.name ?? '', password: m.credentials ?? '' };
+    case Tag.abandonRequest:
+      return { op: 'abandon', messageId, abandonId: m.abandonId ?? -1 };
+    default:
+      return { op: 'unbind', messageId };
+  }
+}
+
+export function encodeResult(protocolOp: number, messageId: number, code: number, message = '', controls?: unknown[], matchedDN = ''): Buffer {
+  return new ldap.LDAPResult({ messageId, status: code, diagnosticMessage: message, matchedDN, protocolOp, controls }).toBer().buffer;
 }
 
 export function encodeExtended(messageId: number, code: number, opts: { name?: string; value?: string; message?: string } = {}): Buffer {
   return new ldap.ExtendedResponse({ messageId, status: code, diagnosticMessage: opts.message ?? '', responseName: opts.name, responseValue: opts.value }).toBer().buffer;
 }
 
-// SearchResultEntry is encoded here, not with ldapjs's SearchEntry: that class parses objectName into a DN
-// and re-serializes it, hex-escaping commas and every non-ASCII byte (`CN=Doe\2c Jos\c3\a9`), so DNs
-// would not come out as AD or our virtual tree wrote them (ldapjs #957/#968). It is also the search hot path.
-function tlv(tag: number, body: Buffer | Buffer[]): Buffer[] {
-  const parts = Array.isArray(body) ? body : [body];
-  let n = 0;
-  for (const p of parts) n += p.length;
-  let head: Buffer;
-  if (n < 0x80) head = Buffer.from([tag, n]);
-  else if (n < 0x100) head = Buffer.from([tag, 0x81, n]);
-  else if (n < 0x10000) head = Buffer.from([tag, 0x82, n >> 8, n & 0xff]);
-  else if (n < 0x1000000) head = Buffer.from([tag, 0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
-  else head = Buffer.from([tag, 0x84, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
-  return [head, ...parts];
-}
-const one = (parts: Buffer[]) => (parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts));
-const octets = (s: string) => one(tlv(0x04, Buffer.from(s, 'utf8')));
-
-function integer(n: number): Buffer {
-  const bytes: number[] = [];
-  let v = n;
-  do {
-    bytes.unshift(v & 0xff);
-    v = Math.floor(v / 256);
-  } while (v > 0);
-  if ((bytes[0] as number) & 0x80) bytes.unshift(0); // stay positive (two's complement)
-  return one(tlv(0x02, Buffer.from(bytes)));
-}
-
-export function encodeEntry(messageId: number, dn: string, attributes: Array<{ type: string; values: string[] }>): Buffer {
-  const attrs = attributes.map((a) => one(tlv(0x30, [octets(a.type), one(tlv(0x31, a.values.map(octets)))])));
-  return one(tlv(0x30, [integer(messageId), one(tlv(0x64, [octets(dn), one(tlv(0x30, attrs))]))]));
-}
-
 export function pagedResponseControl(size: number, cookie: Buffer): unknown {
   return new ldap.PagedResultsControl({ value: { size, cookie } });
+}
+
+// SearchResultEntry is encoded with our writer, not ldapjs's SearchEntry: that class parses objectName into
+// a DN and re-serializes it, hex-escaping commas and every non-ASCII byte (`CN=Doe\2c Jos\c3\a9`), so DNs
+// would not come out as AD or our virtual tree wrote them (ldapjs #957/#968). It is also the search hot path.
+export function encodeEntry(messageId: number, dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
+  const attrs = attributes.map((a) => tlv(0x30, octets(0x04, a.type), tlv(0x31, ...a.values.map((v) => octets(0x04, v)))));
+  return tlv(0x30, integer(0x02, messageId), tlv(Tag.searchResultEntry, octets(0x04, dn), tlv(0x30, ...attrs)));
 }

@@ -1,28 +1,15 @@
-// LDAP and LDAPS listeners: accept, enforce the connection cap, hand each socket to a Session,
-// and close gracefully (stop accepting, let in-flight operations finish, then end connections).
+// LDAP and LDAPS listeners: accept, enforce the connection caps, hand each socket to a Session, and close
+// gracefully (stop accepting, let in-flight operations finish, then end connections). The listen section
+// of the configuration is used as it is: no field is copied.
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import { Session } from './connection';
+import type { ListenConfig } from '../config/schema';
+import { OID, ResultCode } from '../ldap/protocol';
+import type { Handlers, OpObserver } from '../ldap/types';
 import { encodeExtended } from './ldapjs';
-import { ResultCode, type Handlers, type OpObserver } from './types';
-
-export interface ListenerOptions<I> {
-  handlers: Handlers<I>;
-  observer: OpObserver;
-  log: Logger;
-  ldap?: string; // host:port
-  ldaps?: string;
-  tls?: { cert: string; key: string };
-  startTLS: boolean;
-  requireTLSForBind: boolean;
-  maxConnections: number;
-  maxConnectionsPerIp?: number;
-  idleTimeoutMs: number;
-  maxPduBytes: number;
-  maxOutstanding: number;
-}
+import { Session } from './session';
 
 export function splitHostPort(hp: string): { host: string; port: number } {
   const i = hp.lastIndexOf(':');
@@ -33,14 +20,19 @@ export class LdapListeners<I> {
   private readonly servers: Server[] = [];
   private readonly sessions = new Set<Session<I>>();
   private readonly perIp = new Map<string, number>();
-  private secureContext: SecureContext | undefined;
   private readonly tlsFiles: { cert: Buffer; key: Buffer } | undefined;
+  private readonly secureContext: SecureContext | undefined;
   /** actual addresses once listening (port 0 resolves to an ephemeral port) */
   readonly addresses: { ldap?: { host: string; port: number }; ldaps?: { host: string; port: number } } = {};
 
-  constructor(private readonly o: ListenerOptions<I>) {
-    if (o.tls) {
-      this.tlsFiles = { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) };
+  constructor(
+    private readonly cfg: ListenConfig,
+    private readonly handlers: Handlers<I>,
+    private readonly observer: OpObserver,
+    private readonly log: Logger,
+  ) {
+    if (cfg.tls) {
+      this.tlsFiles = { cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) };
       this.secureContext = createSecureContext({ ...this.tlsFiles, minVersion: 'TLSv1.2' });
     }
   }
@@ -50,14 +42,14 @@ export class LdapListeners<I> {
   }
 
   async listen(): Promise<void> {
-    if (this.o.ldap) {
+    if (this.cfg.ldap) {
       const srv = createNetServer({ noDelay: true }, (s) => this.accept(s));
-      this.addresses.ldap = await this.start(srv, this.o.ldap);
+      this.addresses.ldap = await this.start(srv, this.cfg.ldap);
     }
-    if (this.o.ldaps) {
+    if (this.cfg.ldaps) {
       const srv = createTlsServer({ ...this.tlsFiles, minVersion: 'TLSv1.2' }, (s) => this.accept(s));
-      srv.on('tlsClientError', (err) => this.o.log.debug({ err: err.message }, 'LDAPS handshake failed'));
-      this.addresses.ldaps = await this.start(srv, this.o.ldaps);
+      srv.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'LDAPS handshake failed'));
+      this.addresses.ldaps = await this.start(srv, this.cfg.ldaps);
     }
   }
 
@@ -68,7 +60,7 @@ export class LdapListeners<I> {
       srv.once('error', reject);
       srv.listen(port, host, () => {
         srv.removeListener('error', reject);
-        srv.on('error', (err) => this.o.log.error({ err: err.message }, 'listener error'));
+        srv.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
         const a = srv.address();
         resolve({ host, port: typeof a === 'object' && a ? a.port : port });
       });
@@ -77,17 +69,17 @@ export class LdapListeners<I> {
 
   private accept(socket: Socket): void {
     socket.on('error', () => undefined); // a reset before the session attaches must not crash us
-    if (this.sessions.size >= this.o.maxConnections) {
-      this.o.observer.rejected('max_connections');
+    if (this.sessions.size >= this.cfg.maxConnections) {
+      this.observer.rejected('max_connections');
       socket.destroy();
       return;
     }
     const ip = socket.remoteAddress ?? '';
     const fromIp = this.perIp.get(ip) ?? 0;
-    if (this.o.maxConnectionsPerIp && fromIp >= this.o.maxConnectionsPerIp) {
-      this.o.observer.rejected('max_connections_per_ip');
+    if (fromIp >= this.cfg.maxConnectionsPerIp) {
+      this.observer.rejected('max_connections_per_ip');
       // Notice of Disconnection (RFC 4511 §4.4.1) with busy, then close
-      socket.end(encodeExtended(0, ResultCode.busy, { name: '1.3.6.1.4.1.1466.20036', message: 'too many connections from this address' }));
+      socket.end(encodeExtended(0, ResultCode.busy, { name: OID.noticeOfDisconnection, message: 'too many connections from this address' }));
       return;
     }
     this.perIp.set(ip, fromIp + 1);
@@ -97,14 +89,13 @@ export class LdapListeners<I> {
       else this.perIp.set(ip, n);
     });
     const session = new Session<I>(socket, {
-      handlers: this.o.handlers,
-      observer: this.o.observer,
-      log: this.o.log,
-      maxPduBytes: this.o.maxPduBytes,
-      maxOutstanding: this.o.maxOutstanding,
-      idleTimeoutMs: this.o.idleTimeoutMs,
-      startTLS: this.o.startTLS ? this.secureContext : undefined,
-      requireTLSForBind: this.o.requireTLSForBind,
+      handlers: this.handlers,
+      observer: this.observer,
+      log: this.log,
+      maxPduBytes: this.cfg.maxPduBytes,
+      maxOutstanding: this.cfg.maxOutstandingPerConnection,
+      idleTimeoutMs: this.cfg.idleTimeoutMs,
+      startTLS: this.cfg.startTLS ? this.secureContext : undefined,
     });
     this.sessions.add(session);
     socket.once('close', () => this.sessions.delete(session));

@@ -43,7 +43,7 @@ export async function testBind(cfg: Config, name: string, password: string, out:
   const core = offlineCore(cfg);
   try {
     const t0 = process.hrtime.bigint();
-    const r = await core.auth.decide({ messageId: 1, name, password }, 'test-bind');
+    const r = await core.auth.decide({ name, password }, 'test-bind');
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const ok = r.reason === 'ok';
     out(`result:   ${ok ? 'success' : 'failure'}\n`);

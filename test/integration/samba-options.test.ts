@@ -3,7 +3,8 @@ import t from 'tap';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Client } from 'ldapts';
-import { PduFramer, peekEnvelope } from '../../src/server/framing';
+import { peekEnvelope } from '../../src/server/decode';
+import { PduFramer } from '../../src/server/framing';
 import { int, msg, str, tlv } from '../helpers/ber';
 import { bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, ROOT, run, sambaEnv, sambaExampleYaml, startFromYaml } from '../helpers/gateway';
 

@@ -10,7 +10,8 @@ import pino from 'pino';
 import { isWithin, normalizeDN } from '../../src/directory/dn';
 import { matches, type Attrs, type DemoEntry } from '../../src/demo/directory';
 import { LdapListeners } from '../../src/server/listener';
-import { ResultCode, type Entry, type Handlers } from '../../src/server/types';
+import { ResultCode } from '../../src/ldap/protocol';
+import type { Entry, Handlers } from '../../src/ldap/types';
 
 export const MAX_PAGE_SIZE = 1000;
 export const MAX_VAL_RANGE = 1500;
@@ -67,6 +68,7 @@ export async function startWindowsAdStandin(o: { users: number; manyGroups: numb
     return out;
   };
 
+  const readOnly = async () => ({ code: ResultCode.unwillingToPerform });
   const handlers: Handlers<{ dn: string }> = {
     async bind(op) {
       if (op.name === '' && op.password === '') return { result: { code: 0 } };
@@ -90,20 +92,16 @@ export async function startWindowsAdStandin(o: { users: number; manyGroups: numb
       const next = from + size < hits.length ? Buffer.from(String(from + size)) : Buffer.alloc(0);
       return { code: 0, paged: { size: 0, cookie: next } };
     },
+    add: readOnly,
+    modify: readOnly,
+    modifyDN: readOnly,
+    delete: readOnly,
+    compare: readOnly,
+    passwordModify: readOnly,
     whoami: () => '',
   };
-  const listeners = new LdapListeners({
-    handlers,
-    observer: { op: () => undefined, connection: () => undefined, rejected: () => undefined },
-    log: pino({ level: 'silent' }),
-    ldap: '127.0.0.1:0',
-    startTLS: false,
-    requireTLSForBind: false,
-    maxConnections: 100,
-    idleTimeoutMs: 0,
-    maxPduBytes: 1 << 20,
-    maxOutstanding: 64,
-  });
+  const listen = { ldap: '127.0.0.1:0', startTLS: false, requireTLSForBind: false, maxConnections: 100, maxConnectionsPerIp: 100, idleTimeoutMs: 0, maxPduBytes: 1 << 20, maxOutstandingPerConnection: 64 };
+  const listeners = new LdapListeners(listen, handlers, { op: () => undefined, connection: () => undefined, rejected: () => undefined }, pino({ level: 'silent' }));
   await listeners.listen();
   return { url: `ldap://127.0.0.1:${listeners.addresses.ldap?.port}`, baseDN: BASE, serviceDN, password, close: () => listeners.close(0) };
 }
