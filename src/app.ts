@@ -11,6 +11,8 @@ import { startHttp } from './observability/http';
 import { Metrics } from './observability/metrics';
 import { startProvisioning } from './provisioning/start';
 import { CursorStore } from './directory/cursors';
+import { memoryState } from './state/memory';
+import type { StateStores } from './state/types';
 import type { Handlers } from './ldap/types';
 import { LdapListeners } from './server/listener';
 
@@ -46,11 +48,12 @@ function effectiveConfig(next: Config, running: Config): Config {
   return out as unknown as Config;
 }
 
-function makeGuard(cfg: Config, log: Logger, metrics: Metrics): LockoutGuard {
+function makeGuard(cfg: Config, log: Logger, metrics: Metrics, state: StateStores): LockoutGuard {
   const lockout = cfg.protection.lockout;
   const announced = new LRUCache<string, true>({ max: 10_000, ttl: 60_000 });
   return new LockoutGuard(
     { windowMs: lockout.windowMs, perAccountIp: lockout.perAccountIp, perAccount: lockout.perAccount, perIp: lockout.perIp, bindRatePerIp: cfg.protection.bindRatePerIp, bindBurstPerIp: cfg.protection.bindBurstPerIp },
+    state,
     (scope, client, account) => {
       metrics.lockoutTrips.inc({ scope });
       // an attack refuses thousands of binds: one audit line per key and minute, the metric counts all
@@ -74,8 +77,10 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
 
   let core: Core | undefined;
   const current = () => core as Core;
-  const events = startProvisioning(cfg, log, metrics, () => current().directory);
-  const shared: Shared = { guard: makeGuard(cfg, log, metrics), cursors: new CursorStore(cfg.directory.paging) };
+  // the composition root of state: every store below comes from here (memory: one process's view)
+  const state = memoryState();
+  const events = startProvisioning(cfg, log, metrics, state, () => current().directory);
+  const shared: Shared = { guard: makeGuard(cfg, log, metrics, state), cursors: new CursorStore(cfg.directory.paging), state };
   core = buildCore(cfg, upstreamOf(cfg), log, metrics, events.authHooks, shared);
 
   metrics.gauge('ldap_gateway_upstream_pool_connections', 'Upstream connections by pool, domain controller and state', ['pool', 'dc', 'state'], (g) => {
@@ -125,7 +130,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
     async reload(next) {
       const old = current();
       const restartNeeded = RESTART_ONLY.filter((p) => JSON.stringify(pick(old.cfg, p)) !== JSON.stringify(pick(next, p)));
-      if (JSON.stringify(old.cfg.protection) !== JSON.stringify(next.protection)) shared.guard = makeGuard(next, log, metrics);
+      if (JSON.stringify(old.cfg.protection) !== JSON.stringify(next.protection)) shared.guard = makeGuard(next, log, metrics, state);
       log.level = next.log.level;
       const effective = effectiveConfig(next, old.cfg);
       core = buildCore(effective, upstreamOf(effective), log, metrics, events.authHooks, shared);

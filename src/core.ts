@@ -9,7 +9,7 @@ import type { Config, UpstreamConfig } from './config/schema';
 import { SearchCache } from './directory/cache';
 import { normalizeDN } from './directory/dn';
 import { flavors } from './directory/flavors';
-import { Mapper, selection, withOverrides, type Rule } from './directory/mapping';
+import { Mapper, selection, withOverrides, type AdEntry, type Rule } from './directory/mapping';
 import { buildIndex, MembershipCache } from './directory/membership';
 import { SearchRunner } from './directory/paging';
 import { DirectorySearch, type KindSource } from './directory/search';
@@ -18,6 +18,7 @@ import type { Metrics } from './observability/metrics';
 import { Policy } from './auth/policy';
 import type { CursorStore } from './directory/cursors';
 import { OID } from './ldap/protocol';
+import type { StateStores } from './state/types';
 import type { Handlers } from './ldap/types';
 import { Upstream } from './upstream/upstream';
 import { VERSION } from './version';
@@ -40,6 +41,8 @@ export interface Shared {
   guard: LockoutGuard;
   /** open paged listings: a reload must not end them */
   cursors: CursorStore;
+  /** where the stores below come from (memory today) */
+  state: StateStores;
 }
 
 export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metrics: Metrics, hooks: AuthHooks, shared: Shared): Core {
@@ -103,7 +106,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     },
   });
 
-  const cache = new SearchCache(cfg.cache, (e) => metrics.cache(e));
+  const cache = new SearchCache(cfg.cache, shared.state, (e) => metrics.cache(e));
   shared.cursors.configure(cfg.directory.paging);
   const runner = new SearchRunner(directory, shared.cursors, cache);
   const policy = new Policy({ anonymous: cfg.auth.anonymous, requireTLSForBind: cfg.listen.requireTLSForBind });
@@ -126,7 +129,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     diagnostics: cfg.auth.diagnostics,
     // with provisioning on, each bind reads the user's current entry: a change in AD is provisioned on
     // the next bind, not after the cache expires
-    resolveCacheMs: cfg.provisioning.mode === 'off' ? cfg.auth.resolveCacheMs : 0,
+    resolved: cfg.provisioning.mode === 'off' && cfg.auth.resolveCacheMs > 0 ? shared.state.ttlMap<AdEntry[]>('bind-names', { max: 50_000, ttlMs: cfg.auth.resolveCacheMs }) : undefined,
     log,
     observe: (result, reason) => metrics.bind(result, reason),
     succeeded: hooks.succeeded,

@@ -2,7 +2,6 @@
 // config; every other name resolved to exactly one AD entry by a service search; then an upstream bind
 // as that DN on the bind pool; AD's reason decoded. One audit line per bind, never a password.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { ConsumerConfig } from '../config/schema';
 import { isWithin, normalizeDN } from '../directory/dn';
@@ -14,6 +13,7 @@ import type { VirtualTree } from '../directory/tree';
 import { ResultCode } from '../ldap/protocol';
 import type { BindOp, LdapResult, SessionInfo } from '../ldap/types';
 import type { Policy } from './policy';
+import type { TtlMap } from '../state/types';
 import { classifyBindName, lookupTerm, type BindName } from './bind-name';
 import type { ConsumerAccess, Identity } from './identity';
 import type { LockoutGuard } from './guard';
@@ -49,8 +49,8 @@ export interface AuthOptions {
   failed?: (name: string, reason: BindReason, client: string, dn?: string) => void;
   /** the lockout shield and bind rate limits (absent: none) */
   guard?: LockoutGuard;
-  /** how long a resolved bind name (name -> AD entry) is reused; 0: always look it up */
-  resolveCacheMs: number;
+  /** resolved bind names (name -> AD entries), reused briefly; absent: always look a name up */
+  resolved?: TtlMap<AdEntry[]>;
   /** who may bind at all (TLS required?) */
   policy: Policy;
 }
@@ -70,8 +70,6 @@ export interface Outcome {
 export class Authenticator {
   private readonly consumers: Array<{ name: string; dn: string; norm: string; secret: Buffer; access: ConsumerAccess }>;
   private readonly usersBaseNorm: string;
-  /** bind name -> the AD entries it resolved to, briefly (ARCHITECTURE.md, Bind step 2) */
-  private readonly resolved: LRUCache<string, AdEntry[]> | undefined;
 
   constructor(private readonly o: AuthOptions) {
     this.consumers = o.consumers.map((c) => ({
@@ -82,7 +80,6 @@ export class Authenticator {
       access: { search: c.search, subtrees: c.subtrees, attributes: c.attributes ? new Set(c.attributes.map((a) => a.toLowerCase())) : undefined },
     }));
     this.usersBaseNorm = normalizeDN(o.usersSource.base);
-    if (o.resolveCacheMs > 0) this.resolved = new LRUCache({ max: 50_000, ttl: o.resolveCacheMs });
   }
 
   async bind(op: BindOp, session: SessionInfo<Identity>): Promise<{ result: LdapResult; identity?: Identity }> {
@@ -153,16 +150,16 @@ export class Authenticator {
     // RFC 4513 §5.1.2 unauthenticated bind: AD answers it with success. Never forwarded, and refused
     // before anything else (no rate, address or TLS check comes first)
     if (op.password === '') {
-      this.o.guard?.otherFailure(client);
+      await this.o.guard?.otherFailure(client);
       return { reason: 'empty_password' };
     }
     const allowed = this.o.policy.bind(op.name, op.password, tls);
     if (!allowed.allow) return { reason: allowed.reason };
     const guard = this.o.guard;
-    if (guard && !guard.allowBind(client)) return { reason: 'rate_limited' };
-    if (guard?.ipBlocked(client)) return { reason: 'throttled' };
-    const local = (reason: BindReason, extra: Partial<Outcome> = {}): Outcome => {
-      guard?.otherFailure(client);
+    if (guard && !(await guard.allowBind(client))) return { reason: 'rate_limited' };
+    if (await guard?.ipBlocked(client)) return { reason: 'throttled' };
+    const local = async (reason: BindReason, extra: Partial<Outcome> = {}): Promise<Outcome> => {
+      await guard?.otherFailure(client);
       return { reason, ...extra };
     };
     const consumer = this.consumerFor(op.name);
@@ -177,14 +174,15 @@ export class Authenticator {
 
     // only a look-up that found exactly one entry is reused, and only until a bind with that name fails
     const cacheKey = op.name.trim().toLowerCase();
-    let found = this.resolved?.get(cacheKey);
+    const resolved = this.o.resolved;
+    let found = await resolved?.get(cacheKey);
     if (!found) {
       try {
         found = await this.resolve(name);
       } catch (err) {
         return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err) };
       }
-      if (found.length === 1) this.resolved?.set(cacheKey, found);
+      if (found.length === 1) await resolved?.set(cacheKey, found);
     }
     if (found.length === 0) return local('unknown_user');
     if (found.length > 1) return local('ambiguous_user');
@@ -196,19 +194,19 @@ export class Authenticator {
     if (!username) return { reason: 'unknown_user', entry };
 
     // the shield: refused here, AD never sees the attempt (and its badPwdCount never moves)
-    if (guard?.accountBlocked(ad.dn, client)) return { reason: 'throttled', entry };
-    if (guard?.knownWrong(ad.dn, op.password)) {
-      this.resolved?.delete(cacheKey);
+    if (await guard?.accountBlocked(ad.dn, client)) return { reason: 'throttled', entry };
+    if (await guard?.knownWrong(ad.dn, op.password)) {
+      await resolved?.delete(cacheKey);
       return { reason: 'bad_credentials', entry };
     }
 
     const r = await this.o.upstream.bind(ad.dn, op.password);
     if (!r.ok) {
-      this.resolved?.delete(cacheKey); // a renamed, moved or deleted account re-resolves at once
-      if (r.reason === 'bad_credentials') guard?.badPassword(ad.dn, op.password, client);
+      await resolved?.delete(cacheKey); // a renamed, moved or deleted account re-resolves at once
+      if (r.reason === 'bad_credentials') await guard?.badPassword(ad.dn, op.password, client);
       return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
     }
-    guard?.succeeded(ad.dn, client);
+    await guard?.succeeded(ad.dn, client);
     return { reason: 'ok', entry, ad, dc: r.dc, identity: { kind: 'user', dn: this.o.transparent ? ad.dn : this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
   }
 

@@ -6,7 +6,7 @@
 // secret, memory only). A success clears that account's counters for that address, and the account's
 // total: AD resets badPwdCount on a successful logon too.
 import { createHmac, randomBytes } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import type { RateLimiter, StateStores, TtlMap, WindowCounter } from '../state/types';
 
 export interface GuardOptions {
   windowMs: number;
@@ -20,64 +20,40 @@ export interface GuardOptions {
 
 export type TripScope = 'account_ip' | 'account' | 'ip';
 
-/** Failure times within the window, oldest first; bounded by the largest threshold. */
-class Window {
-  private readonly times: number[] = [];
-  constructor(private readonly cap: number) {}
-  add(now: number): void {
-    this.times.push(now);
-    if (this.times.length > this.cap) this.times.shift();
-  }
-  count(now: number, windowMs: number): number {
-    while (this.times.length > 0 && (this.times[0] as number) <= now - windowMs) this.times.shift();
-    return this.times.length;
-  }
-}
-
 export class LockoutGuard {
   private readonly secret = randomBytes(32);
-  private readonly windows: LRUCache<string, Window>;
-  private readonly seenWrong: LRUCache<string, true>;
-  private readonly buckets: LRUCache<string, { tokens: number; at: number }>;
+  private readonly windows: WindowCounter;
+  private readonly seenWrong: TtlMap<true>;
+  private readonly buckets: RateLimiter;
 
   constructor(
     readonly o: GuardOptions,
+    state: StateStores,
     private readonly onTrip: (scope: TripScope, client: string, account?: string) => void = () => undefined,
   ) {
-    this.windows = new LRUCache({ max: 200_000, ttl: o.windowMs, updateAgeOnGet: false });
-    this.seenWrong = new LRUCache({ max: 200_000, ttl: o.windowMs });
-    this.buckets = new LRUCache({ max: 100_000, ttl: 60_000 });
+    this.windows = state.windowCounter('lockout', { windowMs: o.windowMs, cap: Math.max(o.perAccountIp, o.perAccount, o.perIp, 1), max: 200_000 });
+    this.seenWrong = state.ttlMap<true>('lockout-wrong', { max: 200_000, ttlMs: o.windowMs });
+    this.buckets = state.rateLimiter('bind-rate', { ratePerSec: o.bindRatePerIp, burst: o.bindBurstPerIp, max: 100_000 });
   }
 
   /** Token bucket per address: false when this bind is over the rate. */
-  allowBind(client: string, now = Date.now()): boolean {
-    if (this.o.bindRatePerIp <= 0) return true;
-    const b = this.buckets.get(client) ?? { tokens: this.o.bindBurstPerIp, at: now };
-    b.tokens = Math.min(this.o.bindBurstPerIp, b.tokens + ((now - b.at) / 1000) * this.o.bindRatePerIp);
-    b.at = now;
-    const ok = b.tokens >= 1;
-    if (ok) b.tokens -= 1;
-    this.buckets.set(client, b);
-    return ok;
-  }
-
-  private count(key: string, now: number): number {
-    return this.windows.get(key)?.count(now, this.o.windowMs) ?? 0;
+  allowBind(client: string, now = Date.now()): Promise<boolean> {
+    return this.buckets.take(client, now);
   }
 
   /** Before any look-up: is this address over its failure budget? */
-  ipBlocked(client: string, now = Date.now()): boolean {
-    const blocked = this.o.perIp > 0 && this.count(`i:${client}`, now) >= this.o.perIp;
+  async ipBlocked(client: string, now = Date.now()): Promise<boolean> {
+    const blocked = this.o.perIp > 0 && (await this.windows.count(`i:${client}`, now)) >= this.o.perIp;
     if (blocked) this.onTrip('ip', client);
     return blocked;
   }
 
   /** After resolving the account, before binding upstream. */
-  accountBlocked(account: string, client: string, now = Date.now()): TripScope | undefined {
+  async accountBlocked(account: string, client: string, now = Date.now()): Promise<TripScope | undefined> {
     const a = account.toLowerCase();
     let scope: TripScope | undefined;
-    if (this.o.perAccountIp > 0 && this.count(`ai:${a}|${client}`, now) >= this.o.perAccountIp) scope = 'account_ip';
-    else if (this.o.perAccount > 0 && this.count(`a:${a}`, now) >= this.o.perAccount) scope = 'account';
+    if (this.o.perAccountIp > 0 && (await this.windows.count(`ai:${a}|${client}`, now)) >= this.o.perAccountIp) scope = 'account_ip';
+    else if (this.o.perAccount > 0 && (await this.windows.count(`a:${a}`, now)) >= this.o.perAccount) scope = 'account';
     if (scope) this.onTrip(scope, client, account);
     return scope;
   }
@@ -87,36 +63,23 @@ export class LockoutGuard {
   }
 
   /** This exact wrong password was already refused by AD for this account, within the window. */
-  knownWrong(account: string, password: string): boolean {
-    return this.seenWrong.has(this.digest(account, password));
-  }
-
-  private add(key: string, now: number): void {
-    let w = this.windows.get(key);
-    if (!w) {
-      w = new Window(Math.max(this.o.perAccountIp, this.o.perAccount, this.o.perIp, 1));
-      this.windows.set(key, w);
-    }
-    w.add(now);
+  async knownWrong(account: string, password: string): Promise<boolean> {
+    return (await this.seenWrong.get(this.digest(account, password))) === true;
   }
 
   /** AD refused this password for this account (bad_credentials). */
-  badPassword(account: string, password: string, client: string, now = Date.now()): void {
+  async badPassword(account: string, password: string, client: string, now = Date.now()): Promise<void> {
     const a = account.toLowerCase();
-    this.seenWrong.set(this.digest(account, password), true);
-    this.add(`ai:${a}|${client}`, now);
-    this.add(`a:${a}`, now);
-    this.add(`i:${client}`, now);
+    await Promise.all([this.seenWrong.set(this.digest(account, password), true), this.windows.add(`ai:${a}|${client}`, now), this.windows.add(`a:${a}`, now), this.windows.add(`i:${client}`, now)]);
   }
 
   /** A failure that is not about an account's password (unknown user, invalid name): the address only. */
-  otherFailure(client: string, now = Date.now()): void {
-    this.add(`i:${client}`, now);
+  otherFailure(client: string, now = Date.now()): Promise<void> {
+    return this.windows.add(`i:${client}`, now);
   }
 
-  succeeded(account: string, client: string): void {
+  async succeeded(account: string, client: string): Promise<void> {
     const a = account.toLowerCase();
-    this.windows.delete(`ai:${a}|${client}`);
-    this.windows.delete(`a:${a}`);
+    await Promise.all([this.windows.clear(`ai:${a}|${client}`), this.windows.clear(`a:${a}`)]);
   }
 }

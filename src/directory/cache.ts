@@ -1,9 +1,9 @@
 // The search cache: whole, small results of non-paged searches, keyed by the effective identity and the
 // full request, so a result is never served to another identity. Time-bounded (TTL) and size-bounded.
 // Nothing invalidates an entry early: a change in AD shows after at most ttlMs.
-import { LRUCache } from 'lru-cache';
 import { filterToString } from './filter';
 import type { Entry, LdapResult, SearchOp } from '../ldap/types';
+import type { StateStores, TtlMap } from '../state/types';
 
 export interface CacheOptions {
   ttlMs: number; // 0 disables the cache
@@ -26,26 +26,19 @@ export const requestSignature = (op: SearchOp): string => JSON.stringify([op.bas
 const sizeOf = (r: CachedResult) => r.entries.reduce((n, e) => n + e.dn.length + e.attributes.reduce((m, a) => m + a.type.length + a.values.reduce((k, v) => k + v.length + 16, 0), 0), 64);
 
 export class SearchCache {
-  private readonly lru: LRUCache<string, CachedResult> | undefined;
+  private readonly store: TtlMap<CachedResult> | undefined;
 
   constructor(
     readonly o: CacheOptions,
+    state: StateStores,
     private readonly onEvent: (e: CacheEvent) => void = () => undefined,
   ) {
     if (o.ttlMs <= 0) return;
-    this.lru = new LRUCache<string, CachedResult>({
-      max: o.maxSearches,
-      maxSize: o.maxBytes,
-      sizeCalculation: (r) => Math.max(1, sizeOf(r)),
-      ttl: o.ttlMs,
-      dispose: (_v, _k, reason) => {
-        if (reason === 'evict') this.onEvent('evict');
-      },
-    });
+    this.store = state.ttlMap<CachedResult>('search-cache', { max: o.maxSearches, maxBytes: o.maxBytes, sizeOf, ttlMs: o.ttlMs, onEvict: () => this.onEvent('evict') });
   }
 
   get enabled(): boolean {
-    return this.lru !== undefined;
+    return this.store !== undefined;
   }
 
   /** identity: who is asking, as the authorization sees it (e.g. `consumer:defguard`, `user:<AD DN>`) */
@@ -53,14 +46,14 @@ export class SearchCache {
     return JSON.stringify([identity, requestSignature(op)]);
   }
 
-  get(key: string): CachedResult | undefined {
-    if (!this.lru) return undefined;
-    const r = this.lru.get(key);
+  async get(key: string): Promise<CachedResult | undefined> {
+    if (!this.store) return undefined;
+    const r = await this.store.get(key);
     this.onEvent(r ? 'hit' : 'miss');
     return r;
   }
 
-  set(key: string, r: CachedResult): void {
-    if (this.lru && r.entries.length <= this.o.maxResultEntries) this.lru.set(key, r);
+  async set(key: string, r: CachedResult): Promise<void> {
+    if (this.store && r.entries.length <= this.o.maxResultEntries) await this.store.set(key, r);
   }
 }

@@ -3,10 +3,10 @@
 // within the dedupe window: a user who binds 1,000 times an hour causes one delivery, unless their data
 // changed. Failures are audit events: logged always, and (webhook mode) delivered too.
 import { createHash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { BindFailureEvent, BindSuccessEvent } from './events';
 import type { Outbox } from './outbox';
+import type { StateStores, TtlMap } from '../state/types';
 
 export type ProvisioningMode = 'off' | 'log-only' | 'defguard' | 'webhook';
 
@@ -21,10 +21,14 @@ export interface ProvisionerOptions {
 const digest = (x: unknown) => createHash('sha256').update(JSON.stringify(x)).digest('base64');
 
 export class Provisioner {
-  private readonly recent: LRUCache<string, string>;
+  /** the dedupe window: user -> digest of what was last recorded */
+  private readonly recent: TtlMap<string>;
 
-  constructor(private readonly o: ProvisionerOptions) {
-    this.recent = new LRUCache<string, string>({ max: 100_000, ttl: Math.max(1, o.dedupeWindowMs) });
+  constructor(
+    private readonly o: ProvisionerOptions,
+    state: StateStores,
+  ) {
+    this.recent = state.ttlMap<string>('provisioning-dedupe', { max: 100_000, ttlMs: Math.max(1, o.dedupeWindowMs) });
   }
 
   get mode(): ProvisioningMode {
@@ -36,7 +40,7 @@ export class Provisioner {
     if (this.o.mode === 'off') return;
     const key = `s:${ev.user.username.toLowerCase()}`;
     const hash = digest(ev.user);
-    if (this.recent.get(key) === hash) {
+    if ((await this.recent.get(key)) === hash) {
       this.o.observe(ev.kind, 'deduplicated');
       return;
     }
@@ -47,21 +51,23 @@ export class Provisioner {
       await this.o.outbox?.append({ kind: ev.kind, subject: ev.user.username, payload: ev });
       this.o.observe(ev.kind, 'recorded');
     }
-    this.recent.set(key, hash);
+    await this.recent.set(key, hash);
   }
 
   /** Failed binds: an audit event. Only webhooks receive them (deduplicated per name, client and reason). */
   bindFailed(ev: BindFailureEvent): void {
     if (this.o.mode !== 'webhook') return;
+    void this.recordFailure(ev).catch((err: unknown) => this.o.log.error({ err: (err as Error).message }, 'could not record a bind failure event'));
+  }
+
+  private async recordFailure(ev: BindFailureEvent): Promise<void> {
     const key = `f:${ev.name}|${ev.client}|${ev.reason}`;
-    if (this.recent.has(key)) {
+    if ((await this.recent.get(key)) !== undefined) {
       this.o.observe(ev.kind, 'deduplicated');
       return;
     }
-    this.recent.set(key, '1', { ttl: Math.min(60_000, Math.max(1, this.o.dedupeWindowMs)) });
-    this.o.outbox?.append({ kind: ev.kind, subject: ev.name, payload: ev }).then(
-      () => this.o.observe(ev.kind, 'recorded'),
-      (err: unknown) => this.o.log.error({ err: (err as Error).message }, 'could not record a bind failure event'),
-    );
+    await this.recent.set(key, '1', Math.min(60_000, Math.max(1, this.o.dedupeWindowMs)));
+    await this.o.outbox?.append({ kind: ev.kind, subject: ev.name, payload: ev });
+    this.o.observe(ev.kind, 'recorded');
   }
 }

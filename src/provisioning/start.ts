@@ -1,4 +1,5 @@
 // Provisioning as configured: the provisioner the bind flow calls, the outbox, and the delivery worker.
+import type { StateStores } from '../state/types';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema';
 import type { DirectorySearch } from '../directory/search';
@@ -17,11 +18,11 @@ import type { AuthHooks } from '../core';
 const EVENT_ATTRIBUTES = ['uid', 'givenName', 'sn', 'mail', 'mobile', 'memberOf', 'entryUUID'];
 
 /** directory: the current core's (a reload replaces it) */
-export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, directory: () => DirectorySearch): { authHooks: AuthHooks; stop(deadlineMs: number): Promise<void> } {
+export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, state: StateStores, directory: () => DirectorySearch): { authHooks: AuthHooks; stop(deadlineMs: number): Promise<void> } {
   const p = cfg.provisioning;
   const durable = p.mode === 'defguard' || p.mode === 'webhook';
   const outbox = durable ? new Outbox(p.outbox, p.mode === 'defguard', p.fsync) : undefined;
-  const provisioner = new Provisioner({ mode: p.mode, outbox, dedupeWindowMs: p.dedupeWindowMs, log, observe: (kind, outcome) => metrics.provisioningEvents.inc({ kind, outcome }) });
+  const provisioner = new Provisioner({ mode: p.mode, outbox, dedupeWindowMs: p.dedupeWindowMs, log, observe: (kind, outcome) => metrics.provisioningEvents.inc({ kind, outcome }) }, state);
 
   let worker: DeliveryWorker | undefined;
   if (outbox) {

@@ -1,0 +1,41 @@
+// The small interfaces behind which the gateway keeps state that several processes or replicas may one
+// day share: a TTL map, a sliding-window counter, a rate limiter. Handlers see only these; which
+// implementation backs them (memory.ts today; a shared engine later) is chosen at the composition root.
+// Every call is asynchronous, so a networked implementation fits without touching the callers.
+
+export interface TtlMap<V> {
+  get(key: string): Promise<V | undefined>;
+  /** ttlMs overrides the map's default time to live for this entry */
+  set(key: string, value: V, ttlMs?: number): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+/** Events per key within a sliding window of time. */
+export interface WindowCounter {
+  add(key: string, now?: number): Promise<void>;
+  count(key: string, now?: number): Promise<number>;
+  clear(key: string): Promise<void>;
+}
+
+/** A token bucket per key: take() is false when the key is over its rate. */
+export interface RateLimiter {
+  take(key: string, now?: number): Promise<boolean>;
+}
+
+export interface TtlMapOptions<V> {
+  /** entries kept at most (the least recently used go first) */
+  max: number;
+  ttlMs: number;
+  /** bound on the sum of sizeOf over the entries */
+  maxBytes?: number;
+  sizeOf?: (v: V) => number;
+  /** an entry was pushed out by the bounds (not expired, not deleted) */
+  onEvict?: () => void;
+}
+
+export interface StateStores {
+  /** name: what the store holds (a key prefix for a shared backend) */
+  ttlMap<V>(name: string, o: TtlMapOptions<V>): TtlMap<V>;
+  windowCounter(name: string, o: { windowMs: number; /** events kept per key */ cap: number; max: number }): WindowCounter;
+  rateLimiter(name: string, o: { ratePerSec: number; burst: number; max: number }): RateLimiter;
+}
