@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import type { BookOp, WriterData, WriterReply, WriterRequest } from './outbox-writer';
 
 export type EventKind = 'bind.success' | 'bind.failure';
 
@@ -57,53 +58,10 @@ const toEvent = (r: Row): StoredEvent => ({
 });
 
 /**
- * The single writer, run in a worker thread: insert batches (fsync'd: a promise to clients) and the
- * delivery bookkeeping (delivered, retry later, dead). SQLite has one writer at a time; a second
- * connection on the main thread would wait, synchronously, for every commit here.
+ * The writer thread's module, compiled (worker threads load JavaScript): beside this file in dist/, and
+ * the built copy when this file runs from its TypeScript source (tests; `npm test` builds first).
  */
-const WRITER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.sqlite);
-const db = new Database(workerData.file);
-db.pragma('journal_mode = WAL');
-db.pragma('busy_timeout = 5000');
-const durable = workerData.fsync ? 'synchronous = FULL' : 'synchronous = NORMAL';
-db.pragma(durable);
-const insert = db.prepare('insert into events (created_at, kind, subject, payload, next_at) values (?, ?, ?, ?, ?)');
-const superseded = db.prepare("delete from events where subject = ? and kind = 'bind.success' and state = 'pending'");
-const del = db.prepare('delete from events where id = ?');
-const retry = db.prepare('update events set attempts = attempts + 1, next_at = ?, last_error = ? where id = ?');
-const dead = db.prepare("update events set state = 'dead', attempts = attempts + 1, dead_reason = ? where id = ?");
-const commit = db.transaction((rows, supersede) => {
-  const now = Date.now();
-  for (const r of rows) {
-    if (supersede && r.kind === 'bind.success') superseded.run(r.subject);
-    insert.run(now, r.kind, r.subject, r.payload, now);
-  }
-});
-const book = db.transaction((ops) => {
-  for (const o of ops) {
-    if (o.op === 'delivered') del.run(o.id);
-    else if (o.op === 'retry') retry.run(o.nextAt, o.error, o.id);
-    else dead.run(o.reason, o.id);
-  }
-});
-parentPort.on('message', (m) => {
-  if (m === 'close') { db.close(); parentPort.close(); return; }
-  try {
-    if (m.ops) {
-      // bookkeeping needs no fsync: a lost mark only re-delivers an event (idempotently)
-      db.pragma('synchronous = NORMAL');
-      try { book(m.ops); } finally { db.pragma(durable); }
-    } else commit(m.rows, m.supersede);
-    parentPort.postMessage({ id: m.id });
-  } catch (err) {
-    parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) });
-  }
-});
-`;
-
-type BookOp = { op: 'delivered'; id: number } | { op: 'retry'; id: number; nextAt: number; error: string } | { op: 'dead'; id: number; reason: string };
+const WRITER_FILE = __filename.endsWith('.ts') ? join(__dirname, '..', '..', 'dist', 'provisioning', 'outbox-writer.js') : join(__dirname, 'outbox-writer.js');
 
 interface Pending {
   e: OutboxEvent;
@@ -172,8 +130,8 @@ export class Outbox {
   }
 
   private startWriter(): Worker {
-    const w = new Worker(WRITER, { eval: true, workerData: { file: this.file, fsync: this.fsync, sqlite: require.resolve('better-sqlite3') } });
-    w.on('message', (m: { id: number; error?: string }) => this.acked(m.id, m.error));
+    const w = new Worker(WRITER_FILE, { workerData: { file: this.file, fsync: this.fsync } satisfies WriterData });
+    w.on('message', (m: WriterReply) => this.acked(m.id, m.error));
     w.on('error', (err) => this.acked(this.inFlightId, err.message));
     w.unref();
     return w;
@@ -186,7 +144,7 @@ export class Outbox {
     this.batch = [];
     this.inFlightId = this.nextId++;
     const rows = this.inFlight.map((p) => ({ kind: p.e.kind, subject: p.e.subject, payload: JSON.stringify(p.e.payload) }));
-    this.writer.postMessage({ id: this.inFlightId, rows, supersede: this.supersede });
+    this.writer.postMessage({ id: this.inFlightId, rows, supersede: this.supersede } satisfies WriterRequest);
   }
 
   private acked(id: number, error?: string): void {
@@ -222,7 +180,7 @@ export class Outbox {
       const id = this.nextId++;
       this.bookAcks.set(id, ops.map((o) => ({ id: o.id, version: this.masked.get(o.id)?.version ?? -1 })));
       this.writer ??= this.startWriter();
-      this.writer.postMessage({ id, ops });
+      this.writer.postMessage({ id, ops } satisfies WriterRequest);
     });
   }
 
@@ -299,7 +257,7 @@ export class Outbox {
       const w = this.writer;
       await new Promise<void>((resolve) => {
         w.once('exit', () => resolve());
-        w.postMessage('close');
+        w.postMessage('close' satisfies WriterRequest);
       });
     }
     this.db.close();
