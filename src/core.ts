@@ -3,25 +3,23 @@
 // The request flow is one-directional: server/ (protocol) -> handlers here -> auth/ or directory/ -> upstream/.
 import type { Logger } from 'pino';
 import { Authenticator, type AuthOptions } from './auth/authenticator';
-import type { LockoutGuard } from './auth/guard';
+import { checkLockoutPolicy, type LockoutGuard } from './auth/guard';
 import type { Identity } from './auth/identity';
 import type { Config, UpstreamConfig } from './config/schema';
 import { SearchCache } from './directory/cache';
-import { normalizeDN } from './directory/dn';
 import { flavors } from './directory/flavors';
 import { Mapper, selection, withOverrides, type AdEntry, type Rule } from './directory/mapping';
-import { buildIndex, MembershipCache } from './directory/membership';
+import { membershipCache } from './directory/membership';
+import { rootDSE } from './directory/root-dse';
 import { SearchRunner } from './directory/paging';
 import { DirectorySearch, type KindSource } from './directory/search';
 import { VirtualTree } from './directory/tree';
 import type { Metrics } from './observability/metrics';
 import { Policy } from './auth/policy';
 import type { CursorStore } from './directory/cursors';
-import { OID } from './ldap/protocol';
 import type { StateStores } from './state/types';
 import type { Handlers } from './ldap/types';
 import { Upstream } from './upstream/upstream';
-import { VERSION } from './version';
 
 /** What provisioning adds to the bind flow: the virtual attributes its events carry, and two callbacks. */
 export type AuthHooks = Pick<AuthOptions, 'succeeded' | 'failed'> & { eventNames?: string[] };
@@ -57,31 +55,20 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   const usersSource: KindSource = { base: cfg.directory.users.source.base ?? upCfg.baseDN, filter: cfg.directory.users.source.filter };
   const groupsSource: KindSource = { base: cfg.directory.groups.source.base ?? upCfg.baseDN, filter: cfg.directory.groups.source.filter };
   const source = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };
-  const list = (base: string, filter: string, attributes: string[]) => () => upstream.search({ base, scope: 'sub', filter, attributes });
-  const groupsAreAll = normalizeDN(groupsSource.base) === normalizeDN(upCfg.baseDN) && !groupsSource.filter;
-  let reported = '';
-  const membership = new MembershipCache(
-    () =>
-      buildIndex(
-        {
-          // the whole domain's groups give the nesting graph; the groups source says which are shown
-          allGroups: list(upCfg.baseDN, `(&${flavor.groupClass})`, [groups.dnSource, 'memberOf']),
-          ...(groupsAreAll ? {} : { visibleGroups: list(groupsSource.base, `(&${flavor.groupClass}${groupsSource.filter ?? ''})`, [groups.dnSource]) }),
-          users: list(usersSource.base, `(&${flavor.userClass}${usersSource.filter ?? ''})`, [users.dnSource, 'memberOf']),
-          groupKeyAttr: groups.dnSource,
-          userKeyAttr: users.dnSource,
-        },
-        cfg.directory.groups.nested,
-      ).then((idx) => {
-        const key = idx.shadowed.join('|');
-        if (key && key !== reported) log.warn({ groups: idx.shadowed }, 'groups with the same cn as another group are not shown: they would share its virtual DN (narrow directory.groups.source)');
-        reported = key;
-        return idx;
-      }),
-    cfg.directory.membershipCacheMs,
-  );
+  const membership = membershipCache({
+    source,
+    domainBase: upCfg.baseDN,
+    userClass: flavor.userClass,
+    groupClass: flavor.groupClass,
+    usersSource,
+    groupsSource,
+    userKeyAttr: users.dnSource,
+    groupKeyAttr: groups.dnSource,
+    nested: cfg.directory.groups.nested,
+    cacheMs: cfg.directory.membershipCacheMs,
+    onShadowed: (dns) => log.warn({ groups: dns }, 'groups with the same cn as another group are not shown: they would share its virtual DN (narrow directory.groups.source)'),
+  });
 
-  const tlsOn = Boolean(cfg.listen.tls);
   const directory = new DirectorySearch({
     tree,
     userClass: flavor.userClass,
@@ -95,15 +82,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     inChain: flavor.inChain && cfg.directory.groups.nested === 'flatten',
     transparent,
     adBaseDN: upCfg.baseDN,
-    rootDSE: {
-      namingContexts: [transparent ? upCfg.baseDN : tree.baseDN],
-      supportedLDAPVersion: ['3'],
-      supportedControl: [OID.pagedResults],
-      supportedExtension: [OID.whoami, ...(tlsOn && cfg.listen.startTLS ? [OID.startTLS] : [])],
-      supportedSASLMechanisms: [],
-      vendorName: ['ldap-gateway'],
-      vendorVersion: [VERSION],
-    },
+    rootDSE: rootDSE({ namingContext: transparent ? upCfg.baseDN : tree.baseDN, startTLS: Boolean(cfg.listen.tls) && cfg.listen.startTLS }),
   });
 
   const cache = new SearchCache(cfg.cache, shared.state, (e) => metrics.cache(e));
@@ -111,7 +90,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   const runner = new SearchRunner(directory, shared.cursors, cache);
   const policy = new Policy({ anonymous: cfg.auth.anonymous, requireTLSForBind: cfg.listen.requireTLSForBind });
 
-  if (upCfg.flavor === 'ad' && cfg.protection.lockout.perAccount > 0) void checkLockoutPolicy(upstream, upCfg.baseDN, cfg.protection.lockout.perAccount, log);
+  if (upCfg.flavor === 'ad' && cfg.protection.lockout.perAccount > 0) void checkLockoutPolicy(source, upCfg.baseDN, cfg.protection.lockout.perAccount, log);
 
   const auth = new Authenticator({
     tree,
@@ -171,18 +150,4 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
       await upstream.close();
     },
   };
-}
-
-/** Read AD's domain lockout policy once: the shield's per-account limit must stay below it. */
-async function checkLockoutPolicy(upstream: Upstream, baseDN: string, perAccount: number, log: Logger): Promise<void> {
-  try {
-    for await (const page of upstream.search({ base: baseDN, scope: 'base', filter: '(objectClass=*)', attributes: ['lockoutThreshold'] })) {
-      const threshold = Number(String(page[0]?.attrs.get('lockoutthreshold')?.[0] ?? '0'));
-      if (threshold === 0) log.info({ perAccount }, "AD's domain policy has no lockout threshold (fine-grained policies may still set one); the shield limits failures to protection.lockout.perAccount");
-      else if (perAccount >= threshold) log.warn({ lockoutThreshold: threshold, perAccount }, "protection.lockout.perAccount is not below AD's lockoutThreshold: failed binds through the gateway can still lock accounts");
-      else log.info({ lockoutThreshold: threshold, perAccount }, "lockout shield below AD's lockout threshold");
-    }
-  } catch (err) {
-    log.warn({ err: (err as Error).message }, "could not read AD's lockout policy");
-  }
 }

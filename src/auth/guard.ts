@@ -6,6 +6,8 @@
 // secret, memory only). A success clears that account's counters for that address, and the account's
 // total: AD resets badPwdCount on a successful logon too.
 import { createHmac, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { EntrySource } from '../directory/search';
 import type { RateLimiter, StateStores, TtlMap, WindowCounter } from '../state/types';
 
 export interface GuardOptions {
@@ -81,5 +83,19 @@ export class LockoutGuard {
   async succeeded(account: string, client: string): Promise<void> {
     const a = account.toLowerCase();
     await Promise.all([this.windows.clear(`ai:${a}|${client}`), this.windows.clear(`a:${a}`)]);
+  }
+}
+
+/** Read AD's domain lockout policy once: the shield's per-account limit must stay below it. */
+export async function checkLockoutPolicy(source: EntrySource, baseDN: string, perAccount: number, log: Logger): Promise<void> {
+  try {
+    for await (const page of source.search({ base: baseDN, scope: 'base', filter: '(objectClass=*)', attributes: ['lockoutThreshold'] })) {
+      const threshold = Number(String(page[0]?.attrs.get('lockoutthreshold')?.[0] ?? '0'));
+      if (threshold === 0) log.info({ perAccount }, "AD's domain policy has no lockout threshold (fine-grained policies may still set one); the shield limits failures to protection.lockout.perAccount");
+      else if (perAccount >= threshold) log.warn({ lockoutThreshold: threshold, perAccount }, "protection.lockout.perAccount is not below AD's lockoutThreshold: failed binds through the gateway can still lock accounts");
+      else log.info({ lockoutThreshold: threshold, perAccount }, "lockout shield below AD's lockout threshold");
+    }
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "could not read AD's lockout policy");
   }
 }

@@ -6,6 +6,7 @@
 // AD's primary group (primaryGroupID, usually Domain Users) is not in memberOf and so not shown.
 import { normalizeDN } from './dn';
 import type { AdEntry } from './mapping';
+import type { EntrySource, KindSource } from './search';
 
 export interface GroupRef {
   key: string; // the group's naming value (cn)
@@ -161,4 +162,44 @@ export class MembershipCache {
     }
     return this.building;
   }
+}
+
+/** Where the index's three listings come from, in directory terms. */
+export interface MembershipQueries {
+  source: EntrySource;
+  /** the whole domain: every group, for the nesting graph (groups outside the source still link) */
+  domainBase: string;
+  userClass: string;
+  groupClass: string;
+  usersSource: KindSource;
+  groupsSource: KindSource;
+  userKeyAttr: string;
+  groupKeyAttr: string;
+  nested: 'flatten' | 'direct';
+  cacheMs: number;
+  /** groups hidden because another visible group has their cn (reported once per change) */
+  onShadowed(dns: string[]): void;
+}
+
+/** The membership index of a directory, rebuilt at most every cacheMs. */
+export function membershipCache(q: MembershipQueries): MembershipCache {
+  const list = (base: string, filter: string, attributes: string[]) => () => q.source.search({ base, scope: 'sub', filter, attributes });
+  const groupsAreAll = normalizeDN(q.groupsSource.base) === normalizeDN(q.domainBase) && !q.groupsSource.filter;
+  let reported = '';
+  return new MembershipCache(async () => {
+    const idx = await buildIndex(
+      {
+        allGroups: list(q.domainBase, `(&${q.groupClass})`, [q.groupKeyAttr, 'memberOf']),
+        ...(groupsAreAll ? {} : { visibleGroups: list(q.groupsSource.base, `(&${q.groupClass}${q.groupsSource.filter ?? ''})`, [q.groupKeyAttr]) }),
+        users: list(q.usersSource.base, `(&${q.userClass}${q.usersSource.filter ?? ''})`, [q.userKeyAttr, 'memberOf']),
+        groupKeyAttr: q.groupKeyAttr,
+        userKeyAttr: q.userKeyAttr,
+      },
+      q.nested,
+    );
+    const key = idx.shadowed.join('|');
+    if (key && key !== reported) q.onShadowed(idx.shadowed);
+    reported = key;
+    return idx;
+  }, q.cacheMs);
 }
