@@ -10,7 +10,13 @@ export const tlv = (tag: number, ...parts: Buffer[]): Buffer => {
   return Buffer.concat([Buffer.from([tag]), len(body.length), body]);
 };
 export const str = (tag: number, s: string): Buffer => tlv(tag, Buffer.from(s, 'utf8'));
-export const int = (tag: number, n: number): Buffer => tlv(tag, Buffer.from([n & 0xff]));
+/** a non-negative INTEGER / ENUMERATED, minimal two's complement */
+export const int = (tag: number, n: number): Buffer => {
+  const bytes: number[] = [];
+  for (let v = n; bytes.length === 0 || v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  if ((bytes[0] as number) & 0x80) bytes.unshift(0);
+  return tlv(tag, Buffer.from(bytes));
+};
 export const msg = (id: number, op: Buffer, controls?: Buffer): Buffer => tlv(0x30, int(0x02, id), op, ...(controls ? [controls] : []));
 
 export const bindRequest = (dn: string, password: string): Buffer => tlv(0x60, int(0x02, 3), str(0x04, dn), str(0x80, password));
