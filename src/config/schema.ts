@@ -45,12 +45,12 @@ export const upstreamSchema = z.strictObject({
       verify: z.boolean().default(true),
       servername: z.string().optional(),
     })
-    .default({ verify: true }),
+    .prefault({}),
   bind: z.strictObject({ dn, password: z.string().min(1, 'the service account password must not be empty') }),
   baseDN: dn,
   // NetBIOS domain accepted in DOMAIN\user bind names; UPN suffixes are whatever AD holds.
   domain: z.string().optional(),
-  pool: z.strictObject({ service: z.int().min(1).max(64).default(4), bind: z.int().min(1).max(256).default(8) }).default({ service: 4, bind: 8 }),
+  pool: z.strictObject({ service: z.int().min(1).max(64).default(4), bind: z.int().min(1).max(256).default(8) }).prefault({}),
   timeouts: z
     .strictObject({
       connectMs: z.int().positive().default(3000),
@@ -58,7 +58,7 @@ export const upstreamSchema = z.strictObject({
       // AD drops idle connections after MaxConnIdleTime (900 s); we retire ours well before that.
       idleMs: z.int().positive().default(600_000),
     })
-    .default({ connectMs: 3000, operationMs: 5000, idleMs: 600_000 }),
+    .prefault({}),
   // a DC that failed to connect is skipped for this long before it is tried again
   failureBackoffMs: z.int().nonnegative().default(10_000),
   pageSize: z.int().min(1).max(1000).default(500),
@@ -94,7 +94,7 @@ const directory = z.strictObject({
   baseDN: dn.optional(),
   users: z
     .strictObject({ rdn: z.string().default('ou=users'), source: source.default({}), attributes: attributeOverrides.optional() })
-    .default({ rdn: 'ou=users', source: {} }),
+    .prefault({}),
   groups: z
     .strictObject({
       rdn: z.string().default('ou=groups'),
@@ -105,15 +105,15 @@ const directory = z.strictObject({
       // flatten: members of nested groups are members; direct: subgroups are listed as members
       nested: z.enum(['flatten', 'direct']).default('flatten'),
     })
-    .default({ rdn: 'ou=groups', source: {}, objectClass: 'groupOfUniqueNames', nested: 'flatten' }),
+    .prefault({}),
   // how long the membership index (memberOf and member lists) may be reused
   membershipCacheMs: z.int().nonnegative().default(60_000),
   paging: z
     .strictObject({ maxCursorsPerConnection: z.int().positive().default(8), cursorIdleMs: z.int().positive().default(300_000) })
-    .default({ maxCursorsPerConnection: 8, cursorIdleMs: 300_000 }),
+    .prefault({}),
   bindNames: z
     .strictObject({ mail: z.boolean().default(false) })
-    .default({ mail: false }),
+    .prefault({}),
 });
 
 const consumer = z.strictObject({
@@ -132,7 +132,7 @@ export const configSchema = z
     http: z.strictObject({ listen: hostPort.optional() }).default({}),
     log: z
       .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), pretty: z.boolean().default(false) })
-      .default({ level: 'info', pretty: false }),
+      .prefault({}),
     // `demo: true` runs the embedded demo directory in-process and points the upstream at it
     demo: z.boolean().default(false),
     upstream: upstreamSchema.optional(),
@@ -144,7 +144,7 @@ export const configSchema = z
         // a bind name's look-up (name -> AD entry) is reused this long; a failed bind drops it at once
         resolveCacheMs: z.int().nonnegative().default(60_000),
       })
-      .default({ anonymous: 'rootdse', diagnostics: 'reason', resolveCacheMs: 60_000 }),
+      .prefault({}),
     consumers: z.array(consumer).default([]),
     provisioning: z
       .strictObject({
@@ -159,7 +159,7 @@ export const configSchema = z
         fsync: z.boolean().default(true),
         retry: z
           .strictObject({ initialMs: z.int().positive().default(1000), maxMs: z.int().positive().default(300_000) })
-          .default({ initialMs: 1000, maxMs: 300_000 }),
+          .prefault({}),
         defguard: z
           .strictObject({
             url: z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL'),
@@ -177,7 +177,7 @@ export const configSchema = z
           })
           .optional(),
       })
-      .default({ mode: 'off', outbox: 'var/outbox', dedupeWindowMs: 3_600_000, fsync: true, retry: { initialMs: 1000, maxMs: 300_000 } }),
+      .prefault({}),
     protection: z
       .strictObject({
         // the lockout shield: failed binds per (account, address), per account and per address in a
@@ -190,11 +190,11 @@ export const configSchema = z
             // off by default: Defguard, RADIUS servers and NATs bind for many users from one address
             perIp: z.int().nonnegative().default(0),
           })
-          .default({ windowMs: 900_000, perAccountIp: 3, perAccount: 4, perIp: 0 }),
+          .prefault({}),
         bindRatePerIp: z.number().nonnegative().default(0),
         bindBurstPerIp: z.int().positive().default(50),
       })
-      .default({ lockout: { windowMs: 900_000, perAccountIp: 3, perAccount: 4, perIp: 0 }, bindRatePerIp: 0, bindBurstPerIp: 50 }),
+      .prefault({}),
     // cache of whole, small, non-paged search results per identity; ttlMs: 0 turns it off
     cache: z
       .strictObject({
@@ -203,7 +203,7 @@ export const configSchema = z
         maxBytes: z.int().positive().default(64 * 1024 * 1024),
         maxResultEntries: z.int().positive().default(100),
       })
-      .default({ ttlMs: 30_000, maxSearches: 10_000, maxBytes: 64 * 1024 * 1024, maxResultEntries: 100 }),
+      .prefault({}),
   })
   .superRefine((v, ctx) => {
     if (!v.demo && !v.upstream) ctx.addIssue({ code: 'custom', message: 'required unless demo: true', path: ['upstream'] });
