@@ -50,8 +50,8 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   const tree = new VirtualTree(cfg.directory.baseDN ?? upCfg.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn);
   const flavor = flavors[upCfg.flavor];
   const profile = flavor.profile({ groupClass: cfg.directory.groups.objectClass });
-  const users = new Mapper(withOverrides(profile.users, cfg.directory.users.attributes as Record<string, Rule | null> | undefined), 'uid');
-  const groups = new Mapper(withOverrides(profile.groups, cfg.directory.groups.attributes as Record<string, Rule | null> | undefined), 'cn');
+  const users = new Mapper(withOverrides(profile.users, cfg.directory.users.attributes as Record<string, Rule | null> | undefined), 'uid', flavor.dnAttr);
+  const groups = new Mapper(withOverrides(profile.groups, cfg.directory.groups.attributes as Record<string, Rule | null> | undefined), 'cn', flavor.dnAttr);
   const usersSource: KindSource = { base: cfg.directory.users.source.base ?? upCfg.baseDN, filter: cfg.directory.users.source.filter };
   const groupsSource: KindSource = { base: cfg.directory.groups.source.base ?? upCfg.baseDN, filter: cfg.directory.groups.source.filter };
   const source = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };

@@ -38,6 +38,18 @@ export function escapeFilterValue(value: string): string {
 export function eq(attr: string, value: string): FilterNode {
   return { type: 'equal', attr, value };
 }
+
+/** An equality term whose assertion value is raw bytes (AD's binary objectGUID), not text. */
+export function eqBytes(attr: string, bytes: Buffer): FilterNode {
+  return { type: 'equal', attr, value: bytes.toString('latin1'), bytes };
+}
+
+/** Every byte as \xx: the filter form of a binary value. */
+export function escapeBytes(b: Buffer): string {
+  let out = '';
+  for (const x of b) out += `\\${x.toString(16).padStart(2, '0')}`;
+  return out;
+}
 export function and(...children: FilterNode[]): FilterNode {
   return { type: 'and', children };
 }
@@ -57,8 +69,9 @@ export function filterToString(f: FilterNode): string {
       return `(|${f.children.map(filterToString).join('')})`;
     case 'not':
       return `(!${filterToString(f.child)})`;
-    case 'equal':
-      return `(${f.attr}=${escapeFilterValue(f.value)})`;
+    case 'equal': {
+      return `(${f.attr}=${f.bytes ? escapeBytes(f.bytes) : escapeFilterValue(f.value)})`;
+    }
     case 'ge':
       return `(${f.attr}>=${escapeFilterValue(f.value)})`;
     case 'le':

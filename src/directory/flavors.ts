@@ -9,8 +9,17 @@ export interface Flavor {
   upnAttr: string; // looked up for `name@suffix` bind names
   /** supports LDAP_MATCHING_RULE_IN_CHAIN (1.2.840.113556.1.4.1941) for nested membership filters */
   inChain: boolean;
+  /**
+   * the attribute holding an entry's own DN, for equality filters (AD and Samba: distinguishedName;
+   * OpenLDAP: entryDN, since its distinguishedName is the supertype of member, owner, seeAlso…). Exact
+   * membership filters name the matching entries by it; the profiles put it on their computed rules.
+   */
+  dnAttr: string;
   profile: (o: ProfileOptions) => Profile;
 }
+
+const AD_DN = 'distinguishedName';
+const OPENLDAP_DN = 'entryDN';
 
 export const flavors: Record<'ad' | 'openldap', Flavor> = {
   ad: {
@@ -18,6 +27,7 @@ export const flavors: Record<'ad' | 'openldap', Flavor> = {
     groupClass: '(objectClass=group)',
     upnAttr: 'userPrincipalName',
     inChain: true,
+    dnAttr: AD_DN,
     profile: defguardProfile,
   },
   openldap: {
@@ -25,6 +35,7 @@ export const flavors: Record<'ad' | 'openldap', Flavor> = {
     groupClass: '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))',
     upnAttr: 'mail',
     inChain: false,
+    dnAttr: OPENLDAP_DN,
     profile: (o) => ({
       users: {
         objectClass: { const: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'] },

@@ -1,10 +1,27 @@
 // The attribute map: a declarative table (virtual attribute -> AD source + transform), interpreted by
 // three small functions: which AD attributes to fetch, how to map an AD entry, how to rewrite a filter.
 // In the spirit of slapo-rwm's `rwm-map attribute uid sAMAccountName`: data, not `if (name === 'uid')`.
-import { and, FALSE, not, or, TRUE, type FilterNode } from './filter';
+//
+// Filters on virtual attributes follow one rule: a filter term on a virtual attribute matches exactly the
+// entries whose returned attribute satisfies it. Filters are still evaluated by AD; the rewrite only picks
+// AD terms that select the same entries:
+//  - renamed attributes and fallback chains (mail from mail, else userPrincipalName) become the same test
+//    on the source that supplies the value: (a=x) | (!(a=*) & (b=x));
+//  - computed membership (users' memberOf, groups' uniqueMember/member) is evaluated against the
+//    membership index, which is where the returned values come from, and becomes exact AD terms: for
+//    groups, the DN-equality terms of the groups whose member values satisfy the term; for users, AD's
+//    in-chain membership of each group whose virtual DN satisfies it (or, without in-chain, the DNs of
+//    those groups' users). Presence, equality (of the DN, normalized; the value may also be the AD DN),
+//    substring (on the DNs as returned, case-insensitive) and their negations are all exact;
+//  - transformed values are converted back into AD's representation where that is exact (entryUUID,
+//    objectSid and accountDisabled equality; pwdChangedTime equality and ordering; presence of each);
+//  - a test the attribute cannot answer (an ordering test on a DN, a substring of a GUID, a malformed
+//    GUID, SID, time or boolean) is Undefined (RFC 4511 §4.5.1.7): it matches nothing, and neither does
+//    its negation. A DN that names no visible entry is simply unequal to every returned value.
+import { and, eq, eqBytes, FALSE, not, or, TRUE, type FilterNode } from './filter';
 import { normalizeDN } from './dn';
 import type { GroupRef, Index, UserRef } from './membership';
-import { transforms, type TransformName } from './transforms';
+import { FILETIME_MAX, FILETIME_MIN, filetimeOfSecond, generalizedToMs, guidToBytes, sidToBytes, sidToString, transforms, type TransformName } from './transforms';
 
 import type { AdValue } from './transforms';
 
@@ -69,10 +86,12 @@ export function defguardProfile(o: ProfileOptions): Profile {
   };
 }
 
+/** The DN attribute a table's computed rules carry (the flavor's), if any. */
 /** A rule table with config overrides applied, name by name (case-insensitive); null removes a rule. */
 export function withOverrides(table: RuleTable, overrides: Record<string, Rule | null> | undefined): RuleTable {
   if (!overrides) return table;
   const out: RuleTable = { ...table };
+  // a computed rule from config keeps the flavor's DN attribute, which the profile's computed rules carry
   for (const [name, rule] of Object.entries(overrides)) {
     for (const k of Object.keys(out)) if (k.toLowerCase() === name.toLowerCase()) delete out[k];
     if (rule) out[name] = rule;
@@ -129,10 +148,13 @@ export class Mapper {
   /** the rules a selection wants, worked out once per search rather than once per entry */
   private readonly wantedBy = new WeakMap<Selection, CompiledRule[]>();
   readonly dnSource: string;
+  /** the upstream attribute holding an entry's own DN, for computed rules that do not name theirs */
 
   constructor(
     readonly rules: RuleTable,
     readonly keyAttr: string, // virtual attribute that names the entry (uid / cn)
+    /** the upstream attribute holding an entry's own DN (Flavor.dnAttr), by which exact membership filters name entries */
+    readonly dnAttr: string,
   ) {
     for (const [name, rule] of Object.entries(rules)) this.byLower.set(name.toLowerCase(), { name, lower: name.toLowerCase(), rule });
     const key = rules[keyAttr];
@@ -169,7 +191,7 @@ export class Mapper {
     return this.wanted(sel).some((c) => 'computed' in c.rule);
   }
 
-  /** Whether rewriting this filter needs the membership index (a membership term). */
+  /** Whether rewriting this filter needs the membership index (any term on a computed attribute). */
   filterNeedsIndex(f: FilterNode): boolean {
     switch (f.type) {
       case 'and':
@@ -182,7 +204,7 @@ export class Mapper {
         return false;
       default: {
         const r = f.attr === undefined ? undefined : this.rule(f.attr)?.rule;
-        return r !== undefined && 'computed' in r && f.type !== 'present';
+        return r !== undefined && 'computed' in r;
       }
     }
   }
@@ -237,30 +259,44 @@ export class Mapper {
   }
 
   /**
-   * Rewrite a client filter into AD terms for this entry kind. Unknown attributes pass through as AD
-   * names; membership terms become AD's in-chain matching rule on the resolved AD DN.
+   * Rewrite a client filter into AD terms for this entry kind, by the rule at the top of this file.
+   * Unknown attributes pass through as AD names. An Undefined term stays Undefined through negation,
+   * so negations are pushed below and/or (De Morgan) only where such a term sits under them.
    */
   rewrite(f: FilterNode, m?: MembershipView): FilterNode {
+    return this.rewriteBoth(f, m).yes;
+  }
+
+  /** The AD filters for "f is TRUE" and "f is FALSE" (equal to not(yes) unless f holds an Undefined term). */
+  private rewriteBoth(f: FilterNode, m?: MembershipView): { yes: FilterNode; no: FilterNode; exact: boolean } {
     switch (f.type) {
       case 'and':
-        return and(...f.children.map((c) => this.rewrite(c, m)));
-      case 'or':
-        return or(...f.children.map((c) => this.rewrite(c, m)));
-      case 'not':
-        return not(this.rewrite(f.child, m));
+      case 'or': {
+        const kids = f.children.map((c) => this.rewriteBoth(c, m));
+        const [join, dual] = f.type === 'and' ? [and, or] : [or, and];
+        const yes = join(...kids.map((k) => k.yes));
+        const exact = kids.every((k) => k.exact);
+        return { yes, no: exact ? not(yes) : dual(...kids.map((k) => k.no)), exact };
+      }
+      case 'not': {
+        const c = this.rewriteBoth(f.child, m);
+        return { yes: c.no, no: c.yes, exact: c.exact };
+      }
       case 'true':
+        return { yes: TRUE, no: FALSE, exact: true };
       case 'false':
-        return f;
-      default:
-        return this.rewriteTerm(f, m);
+        return { yes: FALSE, no: TRUE, exact: true };
+      default: {
+        const t = this.rewriteTerm(f, m);
+        return t === UNDEFINED ? { yes: FALSE, no: FALSE, exact: false } : { yes: t, no: not(t), exact: true };
+      }
     }
   }
 
   /** One attribute term (an extensible match without an attribute passes as it is). */
-  private rewriteTerm(f: Exclude<FilterNode, { type: 'and' | 'or' | 'not' | 'true' | 'false' }>, m?: MembershipView): FilterNode {
+  private rewriteTerm(f: Term, m?: MembershipView): FilterNode | typeof UNDEFINED {
     const c = f.attr ? this.rule(f.attr) : undefined;
     if (!c) return f;
-    const rename = (attr: string): FilterNode => ({ ...f, attr });
     const rule = c.rule;
     if ('const' in rule) {
       if (f.type === 'present') return TRUE;
@@ -268,26 +304,186 @@ export class Mapper {
       const v = f.value.toLowerCase();
       return [...rule.const, ...(rule.aliases ?? [])].some((x) => x.toLowerCase() === v) ? TRUE : FALSE;
     }
-    if ('computed' in rule) {
-      // users: memberOf holds group DNs; groups: member holds user (or, direct, group) DNs
-      const adAttr = rule.computed === 'memberOf' ? 'memberOf' : 'member';
-      if (f.type === 'present') return { type: 'present', attr: adAttr };
-      if ((f.type !== 'equal' && f.type !== 'ext') || !m) return FALSE;
-      const dn = m.adDN(f.value);
-      if (dn === undefined) return FALSE;
-      return m.flatten ? { type: 'ext', attr: adAttr, rule: '1.2.840.113556.1.4.1941', value: dn, dnAttributes: false } : { type: 'equal', attr: adAttr, value: dn };
-    }
-    const [first, ...rest] = rule.from as [string, ...string[]];
-    if (rest.length === 0) return rename(first);
-    // fallback chain a, b, c: (a matches) | (!a & b matches) | (!a & !b & c matches)
+    if ('computed' in rule) return m ? membershipTerm(rule.computed, this.dnAttr, f, m) : UNDEFINED;
+    // a fallback chain a, b, c: (a matches) | (!a & b matches) | (!a & !b & c matches)
     const alts: FilterNode[] = [];
     const absent: FilterNode[] = [];
     for (const src of rule.from) {
-      alts.push(absent.length ? and(...absent, rename(src)) : rename(src));
+      const t = sourceTerm(rule.transform ?? 'text', src, f);
+      if (t === UNDEFINED) return UNDEFINED;
+      alts.push(absent.length ? and(...absent, t) : t);
       absent.push(not({ type: 'present', attr: src }));
     }
-    return or(...alts);
+    return alts.length === 1 ? (alts[0] as FilterNode) : or(...alts);
   }
+}
+
+/** A filter term: one attribute test. */
+type Term = Exclude<FilterNode, { type: 'and' | 'or' | 'not' | 'true' | 'false' }>;
+
+/** A term that is Undefined (RFC 4511 §4.5.1.7): it matches nothing, and neither does its negation. */
+const UNDEFINED = Symbol('undefined');
+
+/** Matching rules that mean plain equality on a DN-valued attribute (and AD's in-chain, for memberOf). */
+const DN_EQUALITY_RULES = new Set(['2.5.13.1', 'distinguishednamematch', '2.5.13.23', 'uniquemembermatch', '1.2.840.113556.1.4.1941']);
+const IN_CHAIN = '1.2.840.113556.1.4.1941';
+const BIT_AND = '1.2.840.113556.1.4.803';
+
+/** The assertion value of an equality test (approx counts as equality; so does an extensible match without a rule). */
+function equalityValue(f: Term, rules?: ReadonlySet<string>): string | undefined {
+  if (f.type === 'equal' || f.type === 'approx') return f.value;
+  if (f.type === 'ext' && !f.dnAttributes && (f.rule === undefined || rules?.has(f.rule.toLowerCase()))) return f.value;
+  return undefined;
+}
+
+/** RFC 4511 substring semantics, case-insensitive: initial, then each `any` in order, then final. */
+function substringMatches(f: Extract<Term, { type: 'substring' }>, value: string): boolean {
+  const v = value.toLowerCase();
+  let pos = 0;
+  if (f.initial) {
+    if (!v.startsWith(f.initial.toLowerCase())) return false;
+    pos = f.initial.length;
+  }
+  for (const a of f.any) {
+    const i = v.indexOf(a.toLowerCase(), pos);
+    if (i < 0) return false;
+    pos = i + a.length;
+  }
+  return !f.final || (v.length - f.final.length >= pos && v.endsWith(f.final.toLowerCase()));
+}
+
+const anyOf = (terms: FilterNode[]): FilterNode => (terms.length === 0 ? FALSE : terms.length === 1 ? (terms[0] as FilterNode) : or(...terms));
+
+function safeNorm(dn: string): string | undefined {
+  try {
+    return normalizeDN(dn);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A term on a computed membership attribute, evaluated against the index (where the returned values come
+ * from) and rewritten into exact AD terms. Groups: the DN-equality terms of the visible groups whose member
+ * values satisfy the term. Users: the membership of each visible group whose virtual DN satisfies it.
+ */
+function membershipTerm(kind: 'memberOf' | 'members', dnAttr: string, f: Term, m: MembershipView): FilterNode | typeof UNDEFINED {
+  const idx = m.index;
+  // which entries (a user or group, by normalized AD DN) or which value strings satisfy the term
+  let test: { kind: 'present' } | { kind: 'dn'; norm: string | undefined } | { kind: 'substring'; f: Extract<Term, { type: 'substring' }> };
+  const value = equalityValue(f, DN_EQUALITY_RULES);
+  if (f.type === 'present') test = { kind: 'present' };
+  else if (f.type === 'substring') test = { kind: 'substring', f };
+  else if (value !== undefined) {
+    const ad = m.adDN(value);
+    test = { kind: 'dn', norm: ad === undefined ? undefined : safeNorm(ad) };
+  } else return UNDEFINED; // ordering, or a matching rule DNs do not have
+
+  if (kind === 'members') {
+    const hits: GroupRef[] = [];
+    if (test.kind === 'dn') {
+      const norm = test.norm;
+      if (norm === undefined) return FALSE; // names no visible user or group: no member list holds it
+      const asUser = idx.userGroups.get(norm);
+      const asGroup = idx.groups.get(norm);
+      for (const [n, g] of idx.groups) if (asUser?.has(n) || (asGroup && idx.members.get(n)?.groups.includes(asGroup))) hits.push(g);
+    } else {
+      for (const [n, g] of idx.groups) {
+        const values = memberValues(n, m);
+        if (test.kind === 'present' ? values.length > 0 : values.some((v) => substringMatches(test.f, v))) hits.push(g);
+      }
+    }
+    return anyOf(hits.map((g) => eq(dnAttr, g.dn)));
+  }
+
+  // users: the groups whose virtual DN satisfies the term, and that have users in the index
+  const groups: Array<[string, GroupRef]> = [];
+  const withUsers = (n: string) => (idx.members.get(n)?.users.length ?? 0) > 0;
+  if (test.kind === 'dn') {
+    const g = test.norm === undefined ? undefined : idx.groups.get(test.norm);
+    if (g && test.norm !== undefined && withUsers(test.norm)) groups.push([test.norm, g]);
+  } else {
+    for (const [n, g] of idx.groups) if (withUsers(n) && (test.kind === 'present' || substringMatches(test.f, m.groupDN(g)))) groups.push([n, g]);
+  }
+  // AD's in-chain rule gives the flattened membership the index holds; without it (OpenLDAP, whose
+  // memberOf is direct while the index may be flattened locally) the users themselves are named
+  if (m.flatten) return anyOf(groups.map(([, g]) => ({ type: 'ext', attr: 'memberOf', rule: IN_CHAIN, value: g.dn, dnAttributes: false })));
+  const users = new Map<string, UserRef>();
+  for (const [n] of groups) for (const u of idx.members.get(n)?.users ?? []) users.set(u.dn, u);
+  return anyOf([...users.values()].map((u) => eq(dnAttr, u.dn)));
+}
+
+/**
+ * A term on one source attribute of a `from` rule, in AD's representation: the same test renamed (text),
+ * or the transform's value converted back. UNDEFINED where no exact AD test exists.
+ */
+function sourceTerm(transform: TransformName, src: string, f: Term): FilterNode | typeof UNDEFINED {
+  if (transform === 'text') return { ...f, attr: src };
+  const present: FilterNode = { type: 'present', attr: src };
+  const value = equalityValue(f);
+  switch (transform) {
+    case 'guid': {
+      // entryUUID: objectGUID's bytes. The text form is Samba's alternative spelling of the same value
+      // (Windows AD compares the bytes only; a 36-byte value never equals a 16-byte GUID there).
+      if (f.type === 'present') return present;
+      if (value === undefined) return UNDEFINED; // no ordering or substrings of a GUID
+      const bytes = guidToBytes(value);
+      if (!bytes) return UNDEFINED;
+      return or(eqBytes(src, bytes), eq(src, value.toLowerCase()));
+    }
+    case 'sid': {
+      // objectSid: AD and Samba accept the S-1-… string form in filters (String(SID) syntax)
+      if (f.type === 'present') return present;
+      if (value === undefined) return UNDEFINED;
+      const bytes = sidToBytes(value);
+      const canonical = bytes && sidToString(bytes);
+      return canonical ? eq(src, canonical) : UNDEFINED;
+    }
+    case 'disabled': {
+      // accountDisabled: TRUE/FALSE from userAccountControl's ACCOUNTDISABLE bit (0x2)
+      if (f.type === 'present') return present;
+      if (value === undefined) return UNDEFINED;
+      const bit: FilterNode = { type: 'ext', attr: src, rule: BIT_AND, value: '2', dnAttributes: false };
+      if (value.toUpperCase() === 'TRUE') return bit;
+      if (value.toUpperCase() === 'FALSE') return and(present, not(bit));
+      return UNDEFINED;
+    }
+    case 'filetime':
+      return filetimeTerm(src, f, value);
+  }
+}
+
+/**
+ * pwdChangedTime: GeneralizedTime to the second, from a FILETIME (100 ns ticks since 1601) in
+ * FILETIME_MIN..FILETIME_MAX (0 and "never" have no time). A returned second stands for the ticks of
+ * that whole second, so equality and ordering become ranges of ticks.
+ */
+function filetimeTerm(src: string, f: Term, value: string | undefined): FilterNode | typeof UNDEFINED {
+  const range = (lo: bigint, hi: bigint): FilterNode => {
+    const from = lo > FILETIME_MIN ? lo : FILETIME_MIN;
+    const to = hi < FILETIME_MAX ? hi : FILETIME_MAX;
+    return from > to ? FALSE : and({ type: 'ge', attr: src, value: from.toString() }, { type: 'le', attr: src, value: to.toString() });
+  };
+  if (f.type === 'present') return range(FILETIME_MIN, FILETIME_MAX);
+  const text = value ?? (f.type === 'ge' || f.type === 'le' ? f.value : undefined);
+  const ms = text === undefined ? undefined : generalizedToMs(text);
+  if (ms === undefined) return UNDEFINED; // substrings, other rules, a malformed time
+  const seconds = ms / 1000;
+  if (value !== undefined) {
+    if (!Number.isInteger(seconds)) return FALSE; // returned values have whole seconds
+    const s = BigInt(seconds);
+    return range(filetimeOfSecond(s), filetimeOfSecond(s + 1n) - 1n);
+  }
+  // returned >= v  <=>  returned second >= ceil(v);  returned <= v  <=>  returned second <= floor(v)
+  if (f.type === 'ge') return range(filetimeOfSecond(BigInt(Math.ceil(seconds))), FILETIME_MAX);
+  return range(FILETIME_MIN, filetimeOfSecond(BigInt(Math.floor(seconds)) + 1n) - 1n);
+}
+
+/** A group's member values as returned: its users' DNs, then (direct mode) its subgroups'. */
+function memberValues(norm: string, m: MembershipView): string[] {
+  const mem = m.index.members.get(norm);
+  if (!mem) return [];
+  return [...mem.users.map((r) => m.userDN(r)), ...mem.groups.map((r) => m.groupDN(r))];
 }
 
 function computed(kind: 'memberOf' | 'members', adDn: string, m: MembershipView): string[] {
@@ -305,7 +501,5 @@ function computed(kind: 'memberOf' | 'members', adDn: string, m: MembershipView)
     }
     return out.sort(); // byte-stable across calls
   }
-  const mem = m.index.members.get(norm);
-  if (!mem) return [];
-  return [...mem.users.map((r) => m.userDN(r)), ...mem.groups.map((r) => m.groupDN(r))];
+  return memberValues(norm, m);
 }

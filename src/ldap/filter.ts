@@ -5,7 +5,8 @@ export type FilterNode =
   | { type: 'and'; children: FilterNode[] }
   | { type: 'or'; children: FilterNode[] }
   | { type: 'not'; child: FilterNode }
-  | { type: 'equal' | 'ge' | 'le' | 'approx'; attr: string; value: string }
+  | { type: 'equal'; attr: string; value: string; /** a binary assertion value (AD's objectGUID): written as \\xx per byte */ bytes?: Buffer }
+  | { type: 'ge' | 'le' | 'approx'; attr: string; value: string }
   | { type: 'present'; attr: string }
   | { type: 'substring'; attr: string; initial?: string; any: string[]; final?: string }
   | { type: 'ext'; attr?: string; rule?: string; value: string; dnAttributes: boolean }

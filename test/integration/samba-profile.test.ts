@@ -8,19 +8,18 @@ const BASE = 'dc=vpn,dc=example,dc=test';
 
 t.test('groupOfNames with member, nested groups listed directly, attributes overridden', async (t) => {
   const g = await startFromYaml(
-    sambaExampleYaml().replace(
-      '  users:\n    source:\n',
-      `  groups:
-    objectClass: groupOfNames
-    nested: direct
-  users:
+    sambaExampleYaml()
+      .replace('  groups:\n    source:\n', '  groups:\n    objectClass: groupOfNames\n    nested: direct\n    source:\n')
+      .replace(
+        '  users:\n    source:\n',
+        `  users:
     attributes:
       mail: { from: userPrincipalName }
       employeeLogin: { from: [sAMAccountName] }
       displayName: null
     source:
 `,
-    ),
+      ),
     sambaEnv(),
   );
   t.teardown(() => g.stop());

@@ -4,7 +4,7 @@ import { Mapper, defguardProfile, selection, type AdEntry } from '../../src/dire
 import { filetimeToGeneralized, guidToString, sidToString } from '../../src/directory/transforms';
 
 const profile = defguardProfile({ groupClass: 'groupOfUniqueNames' });
-const users = new Mapper(profile.users, 'uid');
+const users = new Mapper(profile.users, 'uid', 'distinguishedName');
 
 const ad = (attrs: Record<string, Array<string | Buffer>>): AdEntry => ({ dn: 'CN=x,DC=corp,DC=example', attrs: new Map(Object.entries(attrs).map(([k, v]) => [k.toLowerCase(), v])) });
 
