@@ -10,6 +10,7 @@ import { SearchCache } from './directory/cache';
 import { flavors } from './directory/flavors';
 import { Mapper, selection, withOverrides, type AdEntry, type Rule } from './directory/mapping';
 import { membershipCache } from './directory/membership';
+import { transparentNaming, virtualNaming } from './directory/naming';
 import { rootDSE } from './directory/root-dse';
 import { SearchRunner } from './directory/paging';
 import { DirectorySearch, type KindSource } from './directory/search';
@@ -46,8 +47,6 @@ export interface Shared {
 export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metrics: Metrics, hooks: AuthHooks, shared: Shared): Core {
   const upstream = new Upstream(upCfg, (op, dc, s, ok) => metrics.upstream(op, dc, s, ok));
 
-  const transparent = cfg.directory.mode === 'transparent';
-  const tree = new VirtualTree(cfg.directory.baseDN ?? upCfg.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn);
   const flavor = flavors[upCfg.flavor];
   const profile = flavor.profile({ groupClass: cfg.directory.groups.objectClass });
   const users = new Mapper(withOverrides(profile.users, cfg.directory.users.attributes as Record<string, Rule | null> | undefined), 'uid', flavor.dnAttr);
@@ -69,8 +68,12 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     onShadowed: (dns) => log.warn({ groups: dns }, 'groups with the same cn as another group are not shown: they would share its virtual DN (narrow directory.groups.source)'),
   });
 
+  const naming =
+    cfg.directory.mode === 'transparent'
+      ? transparentNaming(upCfg.baseDN, { users: usersSource, groups: groupsSource })
+      : virtualNaming(new VirtualTree(cfg.directory.baseDN ?? upCfg.baseDN, cfg.directory.users.rdn, cfg.directory.groups.rdn));
   const directory = new DirectorySearch({
-    tree,
+    naming,
     userClass: flavor.userClass,
     groupClass: flavor.groupClass,
     users,
@@ -80,9 +83,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     source,
     membership,
     inChain: flavor.inChain && cfg.directory.groups.nested === 'flatten',
-    transparent,
-    adBaseDN: upCfg.baseDN,
-    rootDSE: rootDSE({ namingContext: transparent ? upCfg.baseDN : tree.baseDN, startTLS: Boolean(cfg.listen.tls) && cfg.listen.startTLS }),
+    rootDSE: rootDSE({ namingContext: naming.namingContext, startTLS: Boolean(cfg.listen.tls) && cfg.listen.startTLS }),
   });
 
   const cache = new SearchCache(cfg.cache, shared.state, (e) => metrics.cache(e));
@@ -93,14 +94,13 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   if (upCfg.flavor === 'ad' && cfg.protection.lockout.perAccount > 0) void checkLockoutPolicy(source, upCfg.baseDN, cfg.protection.lockout.perAccount, log);
 
   const auth = new Authenticator({
-    tree,
+    naming,
     upstream,
     source,
     usersSource,
     userClass: flavor.userClass,
     keyAttr: users.dnSource,
     upnAttr: flavor.upnAttr,
-    transparent,
     consumers: cfg.consumers,
     domain: upCfg.domain,
     mail: cfg.directory.bindNames.mail,

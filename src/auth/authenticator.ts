@@ -9,7 +9,7 @@ import { and, filterToString } from '../directory/filter';
 import type { AdEntry } from '../directory/mapping';
 import type { EntrySource, KindSource } from '../directory/search';
 import { guidToString } from '../directory/transforms';
-import type { VirtualTree } from '../directory/tree';
+import type { Naming } from '../directory/naming';
 import { ResultCode } from '../ldap/protocol';
 import type { BindOp, LdapResult, SessionInfo } from '../ldap/types';
 import type { Policy } from './policy';
@@ -24,7 +24,8 @@ export interface UpstreamBinder {
 }
 
 export interface AuthOptions {
-  tree: VirtualTree;
+  /** how clients name entries (the virtual tree, or AD's own DNs) */
+  naming: Naming;
   upstream: UpstreamBinder;
   source: EntrySource;
   usersSource: KindSource;
@@ -32,8 +33,6 @@ export interface AuthOptions {
   userClass: string;
   keyAttr: string;
   upnAttr: string;
-  /** transparent mode: every DN is an AD DN, and identities are named by their AD DN */
-  transparent: boolean;
   consumers: ConsumerConfig[];
   domain?: string;
   mail: boolean;
@@ -168,7 +167,7 @@ export class Authenticator {
       return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn, access: consumer.access } } : local('bad_credentials', { consumer: consumer.name });
     }
 
-    const name = classifyBindName(op.name, this.o.transparent ? undefined : this.o.tree);
+    const name = classifyBindName(op.name, this.o.naming.bindTree);
     if (name.form === 'invalid') return local('invalid_name');
     if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return local('unknown_user');
 
@@ -207,7 +206,7 @@ export class Authenticator {
       return { reason: r.reason, entry, dc: r.dc, diagnostic: r.diagnostic };
     }
     await guard?.succeeded(ad.dn, client);
-    return { reason: 'ok', entry, ad, dc: r.dc, identity: { kind: 'user', dn: this.o.transparent ? ad.dn : this.o.tree.userDN(username), adDn: ad.dn, username, guid } };
+    return { reason: 'ok', entry, ad, dc: r.dc, identity: { kind: 'user', dn: this.o.naming.userDN({ key: username, dn: ad.dn }), adDn: ad.dn, username, guid } };
   }
 
   private consumerFor(name: string) {
@@ -223,7 +222,7 @@ export class Authenticator {
 
   /** The AD entries a bind name denotes (any form people type), for `ldap-gateway map`. */
   lookup(name: string): Promise<AdEntry[]> {
-    const b = classifyBindName(name, this.o.transparent ? undefined : this.o.tree);
+    const b = classifyBindName(name, this.o.naming.bindTree);
     return b.form === 'invalid' ? Promise.resolve([]) : this.resolve(b);
   }
 

@@ -2,11 +2,11 @@
 // pages through the mapper as a generator, and say how it ends. Filters are rewritten into AD terms and
 // evaluated by AD; the only local matching is over the few synthetic entries we own (root, containers,
 // rootDSE). Paging, limits and failure handling are the caller's (paging.ts), one entry at a time.
-import { DnSyntaxError, isWithin, normalizeDN } from './dn';
+import { DnSyntaxError, normalizeDN } from './dn';
 import { and, eq, filterToString, hideTerms, simplify, type FilterNode } from './filter';
 import { mayRead, selection, type AdEntry, type Mapper, type MembershipView, type Selection } from './mapping';
 import type { MembershipCache } from './membership';
-import type { VirtualTree } from './tree';
+import type { KindPlan, Naming } from './naming';
 import { ResultCode } from '../ldap/protocol';
 import type { Entry, LdapResult, SearchOp } from '../ldap/types';
 
@@ -37,7 +37,6 @@ export interface SearchScope {
 }
 
 export interface DirectoryOptions {
-  tree: VirtualTree;
   userClass: string; // filter fragments selecting user and group entries upstream
   groupClass: string;
   users: Mapper;
@@ -48,9 +47,8 @@ export interface DirectoryOptions {
   membership: MembershipCache;
   /** membership filters use AD's in-chain rule (nested groups flattened on AD's side too) */
   inChain: boolean;
-  /** transparent mode: clients see AD's own DNs under adBaseDN; only attributes are mapped */
-  transparent: boolean;
-  adBaseDN: string;
+  /** how clients name entries: the virtual tree, or AD's own DNs (transparent mode) */
+  naming: Naming;
   rootDSE: Record<string, string[]>;
 }
 
@@ -64,18 +62,6 @@ export class UpstreamFailure extends Error {
     const code = (cause as { code?: unknown }).code;
     this.code = typeof code === 'number' ? code : undefined;
   }
-}
-
-/** Which entries of one kind a search covers: a virtual key, or (transparent mode) an AD base and scope. */
-interface KindPlan {
-  key?: string;
-  at?: { base: string; scope: 'base' | 'one' | 'sub' };
-}
-
-interface Plan {
-  synthetic: Entry[];
-  users?: KindPlan;
-  groups?: KindPlan;
 }
 
 /** Match a filter against one of our own synthetic entries (equality and presence, case-insensitive). */
@@ -114,64 +100,22 @@ async function* guarded<T>(it: AsyncIterable<T>): AsyncGenerator<T> {
 }
 
 export class DirectorySearch {
-  private readonly root: Entry;
-  private readonly usersContainer: Entry;
-  private readonly groupsContainer: Entry;
+  constructor(private readonly o: DirectoryOptions) {}
 
-  constructor(private readonly o: DirectoryOptions) {
-    const rdnValue = (dn: string) => dn.slice(dn.indexOf('=') + 1, dn.indexOf(','));
-    this.root = { dn: o.tree.baseDN, attributes: [{ type: 'objectClass', values: ['top', 'domain'] }] };
-    this.usersContainer = { dn: o.tree.usersDN, attributes: [{ type: 'objectClass', values: ['top', 'organizationalUnit'] }, { type: 'ou', values: [rdnValue(o.tree.usersDN)] }] };
-    this.groupsContainer = { dn: o.tree.groupsDN, attributes: [{ type: 'objectClass', values: ['top', 'organizationalUnit'] }, { type: 'ou', values: [rdnValue(o.tree.groupsDN)] }] };
-  }
-
-  private plan(op: SearchOp, scope: SearchScope): Plan | 'noSuchObject' | 'rootDSE' {
+  /** The entries of each kind a search covers, within the subtrees the identity may see. */
+  private plan(op: SearchOp, scope: SearchScope): ReturnType<Naming['plan']> | 'rootDSE' {
     if (op.base.trim() === '') return op.scope === 'base' ? 'rootDSE' : 'noSuchObject';
-    const plan = this.o.transparent ? this.planAD(op) : this.planTree(op);
+    const naming = this.o.naming;
+    const plan = naming.plan(op);
     if (typeof plan === 'string' || !scope.subtrees) return plan;
     // a subtree the identity may not see does not exist for it
     const users = scope.subtrees.includes('users');
     const groups = scope.subtrees.includes('groups');
-    const hidden = (e: Entry) => (!users && e === this.usersContainer) || (!groups && e === this.groupsContainer);
-    const loc = this.o.transparent ? { kind: 'outside' } : this.o.tree.locate(op.base);
-    if ((!users && (loc.kind === 'users' || loc.kind === 'user')) || (!groups && (loc.kind === 'groups' || loc.kind === 'group'))) return 'noSuchObject';
+    const region = naming.region(op.base);
+    if ((!users && region === 'users') || (!groups && region === 'groups')) return 'noSuchObject';
+    const c = naming.containers();
+    const hidden = (e: Entry) => (!users && e === c.users) || (!groups && e === c.groups);
     return { synthetic: plan.synthetic.filter((e) => !hidden(e)), ...(users && plan.users ? { users: plan.users } : {}), ...(groups && plan.groups ? { groups: plan.groups } : {}) };
-  }
-
-  /** Transparent mode: the client's base and scope, intersected with each kind's source in AD. */
-  private planAD(op: SearchOp): Plan | 'noSuchObject' {
-    const base = normalizeDN(op.base);
-    if (!isWithin(base, normalizeDN(this.o.adBaseDN))) return 'noSuchObject';
-    const at = (src: KindSource): KindPlan | undefined => {
-      const s = normalizeDN(src.base);
-      if (isWithin(base, s)) return { at: { base: op.base, scope: op.scope } };
-      if (op.scope === 'sub' && isWithin(s, base)) return { at: { base: src.base, scope: 'sub' } };
-      return undefined; // the source lies elsewhere, or deeper than one level can reach
-    };
-    const users = at(this.o.usersSource);
-    const groups = at(this.o.groupsSource);
-    return { synthetic: [], ...(users ? { users } : {}), ...(groups ? { groups } : {}) };
-  }
-
-  private planTree(op: SearchOp): Plan | 'noSuchObject' {
-    const loc = this.o.tree.locate(op.base);
-    const below = op.scope !== 'base';
-    const sub = op.scope === 'sub';
-    switch (loc.kind) {
-      case 'root':
-        if (op.scope === 'base') return { synthetic: [this.root] };
-        return { synthetic: sub ? [this.root, this.usersContainer, this.groupsContainer] : [this.usersContainer, this.groupsContainer], ...(sub ? { users: {}, groups: {} } : {}) };
-      case 'users':
-        return { synthetic: op.scope === 'one' ? [] : [this.usersContainer], ...(below ? { users: {} } : {}) };
-      case 'groups':
-        return { synthetic: op.scope === 'one' ? [] : [this.groupsContainer], ...(below ? { groups: {} } : {}) };
-      case 'user':
-        return op.scope === 'one' ? { synthetic: [] } : { synthetic: [], users: { key: loc.key } };
-      case 'group':
-        return op.scope === 'one' ? { synthetic: [] } : { synthetic: [], groups: { key: loc.key } };
-      default:
-        return 'noSuchObject';
-    }
   }
 
   /** The membership view (index + DN helpers) for computed attributes and membership filters. */
@@ -182,25 +126,8 @@ export class DirectorySearch {
     } catch (err) {
       throw new UpstreamFailure(err);
     }
-    const tree = this.o.tree;
-    return {
-      index,
-      flatten: this.o.inChain,
-      userDN: (r) => (this.o.transparent ? r.dn : tree.userDN(r.key)),
-      groupDN: (r) => (this.o.transparent ? r.dn : tree.groupDN(r.key)),
-      adDN: (value) => {
-        if (this.o.transparent) return value;
-        let loc;
-        try {
-          loc = tree.locate(value);
-        } catch {
-          return undefined;
-        }
-        if (loc.kind === 'user') return index.usersByKey.get(loc.key.toLowerCase())?.dn;
-        if (loc.kind === 'group') return index.groupsByKey.get(loc.key.toLowerCase())?.dn;
-        return loc.kind === 'outside' ? value : undefined; // an AD DN passes through as it is
-      },
-    };
+    const naming = this.o.naming;
+    return { index, flatten: this.o.inChain, userDN: (r) => naming.userDN(r), groupDN: (r) => naming.groupDN(r), adDN: (value) => naming.adDN(value, index) };
   }
 
   /** The virtual entry of a user, attribute by attribute with the rule behind it (ldap-gateway map). */
@@ -208,7 +135,7 @@ export class DirectorySearch {
     const sel = selection(['*', '+']);
     const view = await this.view();
     const key = this.o.users.keyOf(ad) ?? '';
-    return { dn: this.o.transparent ? ad.dn : this.o.tree.userDN(key), attributes: this.o.users.explain(ad, sel, view) };
+    return { dn: this.o.naming.userDN({ key, dn: ad.dn }), attributes: this.o.users.explain(ad, sel, view) };
   }
 
   /** AD attributes the user mapping reads (for fetching a whole entry). */
@@ -241,7 +168,8 @@ export class DirectorySearch {
       if (err instanceof DnSyntaxError) return { code: ResultCode.invalidDNSyntax, message: `invalid base DN: ${err.message}` };
       throw err;
     }
-    if (plan === 'noSuchObject') return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
+    const naming = this.o.naming;
+    if (plan === 'noSuchObject') return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: naming.matchedDN };
     const sel: Selection = { ...selection(op.attributes), allow: scope.attributes };
     const filter = scope.attributes ? hideTerms(op.filter, (a) => mayRead(sel, a)) : op.filter;
 
@@ -255,9 +183,8 @@ export class DirectorySearch {
     for (const e of plan.synthetic) if (matchesSynthetic(filter, e)) yield select(e, sel);
 
     const kinds: Array<{ mapper: Mapper; source: KindSource; plan: KindPlan; classFilter: string; dn: (k: string, ad: AdEntry) => string; only?: string }> = [];
-    const name = (virtual: (k: string) => string) => (k: string, ad: AdEntry) => (this.o.transparent ? ad.dn : virtual(k));
-    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, plan: plan.users, classFilter: this.o.userClass, dn: name((k) => this.o.tree.userDN(k)), only: scope.onlyUser });
-    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, plan: plan.groups, classFilter: this.o.groupClass, dn: name((k) => this.o.tree.groupDN(k)) });
+    if (plan.users) kinds.push({ mapper: this.o.users, source: this.o.usersSource, plan: plan.users, classFilter: this.o.userClass, dn: (key, ad) => naming.userDN({ key, dn: ad.dn }), only: scope.onlyUser });
+    if (plan.groups) kinds.push({ mapper: this.o.groups, source: this.o.groupsSource, plan: plan.groups, classFilter: this.o.groupClass, dn: (key, ad) => naming.groupDN({ key, dn: ad.dn }) });
     const view = kinds.some((k) => k.mapper.selectionNeedsIndex(sel) || k.mapper.filterNeedsIndex(filter)) ? await this.view() : undefined;
 
     let total = 0;
@@ -270,7 +197,7 @@ export class DirectorySearch {
       const at = k.plan.at ?? { base: k.source.base, scope: 'sub' as const };
       let found = 0;
       // one entry per virtual DN: two AD groups may share a cn (sAMAccountName, the users' key, is unique)
-      const emitted = k.mapper === this.o.groups && !this.o.transparent ? new Set<string>() : undefined;
+      const emitted = k.mapper === this.o.groups && naming.oneEntryPerDN ? new Set<string>() : undefined;
       if (rewritten.type !== 'false') {
         try {
           for await (const page of guarded(this.o.source.search({ base: at.base, scope: at.scope, filter: query(rewritten), attributes: k.mapper.sourceAttributes(sel) }))) {
@@ -288,18 +215,18 @@ export class DirectorySearch {
             }
           }
         } catch (err) {
-          // transparent mode: a base that does not exist in AD is noSuchObject, answered below
-          if (!(this.o.transparent && err instanceof UpstreamFailure && err.code === ResultCode.noSuchObject)) throw err;
+          // a base that does not exist in AD is noSuchObject, answered below
+          if (!(naming.checkBaseUpstream && err instanceof UpstreamFailure && err.code === ResultCode.noSuchObject)) throw err;
         }
       }
       total += found;
       // a search based at one user or group that does not exist (or is not visible) is noSuchObject
       if (found === 0 && k.plan.key !== undefined && !(await this.exists({ base: k.source.base, scope: 'sub', filter: query(simplify(and(...scoped))), attributes: ['1.1'] }))) {
-        return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: this.o.tree.baseDN };
+        return { code: ResultCode.noSuchObject, message: 'no such entry in the virtual directory', matchedDN: naming.matchedDN };
       }
     }
-    if (this.o.transparent && total === 0 && !(await this.exists({ base: op.base, scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] }))) {
-      return { code: ResultCode.noSuchObject, message: 'no such entry', matchedDN: this.o.adBaseDN };
+    if (naming.checkBaseUpstream && total === 0 && !(await this.exists({ base: op.base, scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] }))) {
+      return { code: ResultCode.noSuchObject, message: 'no such entry', matchedDN: naming.matchedDN };
     }
     return { code: ResultCode.success };
   }
