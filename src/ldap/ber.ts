@@ -130,3 +130,69 @@ export function integer(tag: number, n: number): Buffer {
 }
 
 export const boolean = (tag: number, v: boolean): Buffer => tlv(tag, Buffer.from([v ? 0xff : 0]));
+
+// ---- one-pass writing of the hot path's SearchResultEntry ----
+
+const headerSize = (n: number): number => (n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : n < 0x1000000 ? 5 : 6);
+
+function putHeader(buf: Buffer, off: number, tag: number, n: number): number {
+  buf[off++] = tag;
+  if (n < 0x80) buf[off++] = n;
+  else {
+    const k = headerSize(n) - 2;
+    buf[off++] = 0x80 | k;
+    for (let i = k - 1; i >= 0; i--) buf[off++] = Math.floor(n / 256 ** i) & 0xff;
+  }
+  return off;
+}
+
+/**
+ * LDAPMessage { messageID, SearchResultEntry { objectName, attributes } } (RFC 4511 §4.5.2), sized first
+ * and written into one buffer: the same bytes as tlv()/octets() would give, without a buffer per element.
+ */
+export function encodeSearchEntry(messageId: number, dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
+  const id = integer(0x02, messageId);
+  const dnLen = Buffer.byteLength(dn, 'utf8');
+  const lens: number[] = []; // per attribute: type length, then each value's length, then the set's and the sequence's content length
+  let attrsLen = 0;
+  for (const a of attributes) {
+    const typeLen = Buffer.byteLength(a.type, 'utf8');
+    let setLen = 0;
+    lens.push(typeLen);
+    for (const v of a.values) {
+      const n = Buffer.byteLength(v, 'utf8');
+      lens.push(n);
+      setLen += headerSize(n) + n;
+    }
+    const seqLen = headerSize(typeLen) + typeLen + headerSize(setLen) + setLen;
+    lens.push(setLen, seqLen);
+    attrsLen += headerSize(seqLen) + seqLen;
+  }
+  const opLen = headerSize(dnLen) + dnLen + headerSize(attrsLen) + attrsLen;
+  const msgLen = id.length + headerSize(opLen) + opLen;
+  const buf = Buffer.allocUnsafe(headerSize(msgLen) + msgLen);
+  let off = putHeader(buf, 0, 0x30, msgLen);
+  off += id.copy(buf, off);
+  off = putHeader(buf, off, 0x64, opLen);
+  off = putHeader(buf, off, 0x04, dnLen);
+  off += buf.write(dn, off, 'utf8');
+  off = putHeader(buf, off, 0x30, attrsLen);
+  let k = 0;
+  for (const a of attributes) {
+    const typeLen = lens[k++] as number;
+    const valueLens = lens.slice(k, k + a.values.length);
+    k += a.values.length;
+    const setLen = lens[k++] as number;
+    const seqLen = lens[k++] as number;
+    off = putHeader(buf, off, 0x30, seqLen);
+    off = putHeader(buf, off, 0x04, typeLen);
+    off += buf.write(a.type, off, 'utf8');
+    off = putHeader(buf, off, 0x31, setLen);
+    a.values.forEach((v, i) => {
+      off = putHeader(buf, off, 0x04, valueLens[i] as number);
+      off += buf.write(v, off, 'utf8');
+    });
+  }
+  if (off !== buf.length) throw new Error('SearchResultEntry size mismatch');
+  return buf;
+}

@@ -5,7 +5,7 @@
 // bind names through DN parsing, lets anonymous binds bypass handlers, routes by case-sensitive DN, drops
 // the connection on unknown operations and buffers PDUs without limit), and not its decoders for requests
 // that carry filters, DNs or values (decode.ts says why).
-import { BerError, integer, octets, tlv, type Element } from '../ldap/ber';
+import { BerError, encodeSearchEntry, integer, tlv, type Element } from '../ldap/ber';
 import { Tag } from '../ldap/protocol';
 import type { AbandonOp, BindOp, UnbindOp } from '../ldap/types';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -79,10 +79,10 @@ export function pagedResponseControl(size: number, cookie: Buffer): unknown {
   return new ldap.PagedResultsControl({ value: { size, cookie } });
 }
 
-// SearchResultEntry is encoded with our writer, not ldapjs's SearchEntry: that class parses objectName into
-// a DN and re-serializes it, hex-escaping commas and every non-ASCII byte (`CN=Doe\2c Jos\c3\a9`), so DNs
-// would not come out as AD or our virtual tree wrote them (ldapjs #957/#968). It is also the search hot path.
+// SearchResultEntry is encoded here, not with ldapjs's SearchEntry: that class parses objectName into a DN
+// and re-serializes it, hex-escaping commas and every non-ASCII byte (`CN=Doe\2c Jos\c3\a9`), so DNs
+// would not come out as AD or our virtual tree wrote them (ldapjs #957/#968). It is the search hot path:
+// lengths are worked out first, then the entry is written into one buffer (ldap/ber.ts sizedWriter).
 export function encodeEntry(messageId: number, dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
-  const attrs = attributes.map((a) => tlv(0x30, octets(0x04, a.type), tlv(0x31, ...a.values.map((v) => octets(0x04, v)))));
-  return tlv(0x30, integer(0x02, messageId), tlv(Tag.searchResultEntry, octets(0x04, dn), tlv(0x30, ...attrs)));
+  return encodeSearchEntry(messageId, dn, attributes);
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { wellFormed } from '../../src/ldap/ber';
+import { integer, octets, tlv as el, wellFormed } from '../../src/ldap/ber';
 import { peekEnvelope } from '../../src/server/decode';
 import { PduFramer } from '../../src/server/framing';
 import { encodeEntry } from '../../src/server/ldapjs';
@@ -72,4 +72,18 @@ t.test('BER well-formedness: inner lengths must fit, all the way down', async (t
   t.notOk(wellFormed(Buffer.from([0x30, 0x03, 0x30, 0x05, 0x00]), 10), 'child longer than parent');
   t.notOk(wellFormed(Buffer.from([0x30, 0x04, 0x30, 0x02, 0x30, 0x00]), 1), 'too deep');
   t.notOk(wellFormed(Buffer.from([0x1f, 0x01, 0x00]), 10), 'multi-byte tag');
+});
+
+t.test('the one-pass entry encoder writes the same bytes as element-by-element BER, at every length form', async (t) => {
+  const reference = (id: number, dn: string, attrs: Array<{ type: string; values: string[] }>) =>
+    el(0x30, integer(0x02, id), el(0x64, octets(0x04, dn), el(0x30, ...attrs.map((a) => el(0x30, octets(0x04, a.type), el(0x31, ...a.values.map((v) => octets(0x04, v))))))));
+  const attrs = [
+    { type: 'member', values: Array.from({ length: 300 }, (_, i) => `uid=u${i},ou=users,dc=x-é`) },
+    { type: 'empty', values: [] },
+    { type: 'x'.repeat(200), values: ['y'.repeat(70_000)] },
+  ];
+  for (const id of [0, 1, 127, 128, 255, 256, 70_000, 2 ** 31 - 1]) {
+    t.ok(encodeEntry(id, 'CN=Doe\\, José,OU=x', attrs).equals(reference(id, 'CN=Doe\\, José,OU=x', attrs)), `messageID ${id}`);
+  }
+  t.ok(encodeEntry(5, 'uid=a', [{ type: 'uid', values: ['a'] }]).equals(reference(5, 'uid=a', [{ type: 'uid', values: ['a'] }])), 'a short entry');
 });
