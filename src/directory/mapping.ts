@@ -487,11 +487,13 @@ function memberValues(norm: string, m: MembershipView): string[] {
 }
 
 function computed(kind: 'memberOf' | 'members', adDn: string, m: MembershipView): string[] {
-  let norm: string;
-  try {
-    norm = normalizeDN(adDn);
-  } catch {
-    return [];
+  let norm = m.index.normalized.get(adDn);
+  if (norm === undefined) {
+    try {
+      norm = normalizeDN(adDn);
+    } catch {
+      return [];
+    }
   }
   if (kind === 'memberOf') {
     const out: string[] = [];

@@ -31,6 +31,8 @@ export interface Index {
   members: Map<string, { users: UserRef[]; groups: GroupRef[] }>;
   /** AD DNs of groups whose cn another visible group already has: they share one virtual DN */
   shadowed: string[];
+  /** DNs as AD wrote them (users and visible groups) -> normalized: mapping an entry needs no DN parsing */
+  normalized: Map<string, string>;
 }
 
 export interface IndexSources {
@@ -54,7 +56,19 @@ function safeNorm(dn: string): string | undefined {
   }
 }
 
+/** normalizeDN for the memberOf values of one index build: the same few group DNs recur on every member */
+function groupDnNormalizer(): (dn: string) => string | undefined {
+  const seen = new Map<string, string | undefined>();
+  return (dn) => {
+    if (seen.has(dn)) return seen.get(dn);
+    const n = safeNorm(dn);
+    seen.set(dn, n);
+    return n;
+  };
+}
+
 export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'): Promise<Index> {
+  const groupNorm = groupDnNormalizer();
   const parents = new Map<string, string[]>(); // group -> groups it is a member of (direct)
   const groups = new Map<string, GroupRef>();
   const groupsByKey = new Map<string, GroupRef>();
@@ -76,7 +90,7 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
     for (const g of page) {
       const n = safeNorm(g.dn);
       if (!n) continue;
-      parents.set(n, (g.attrs.get('memberof') ?? []).map((v) => safeNorm(text(v) as string)).filter((x): x is string => x !== undefined));
+      parents.set(n, (g.attrs.get('memberof') ?? []).map((v) => groupNorm(text(v) as string)).filter((x): x is string => x !== undefined));
       if (!src.visibleGroups) addVisible(g);
     }
   }
@@ -100,6 +114,7 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
 
   const usersByKey = new Map<string, UserRef>();
   const userGroups = new Map<string, Set<string>>();
+  const rawUserDn = new Map<string, string>();
   const members = new Map<string, { users: UserRef[]; groups: GroupRef[] }>();
   for (const n of groups.keys()) members.set(n, { users: [], groups: [] });
   for await (const page of src.users()) {
@@ -109,7 +124,8 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
       if (!n || !key) continue;
       const ref = { key, dn: u.dn };
       usersByKey.set(key.toLowerCase(), ref);
-      const direct = (u.attrs.get('memberof') ?? []).map((v) => safeNorm(text(v) as string)).filter((x): x is string => x !== undefined);
+      rawUserDn.set(n, u.dn);
+      const direct = (u.attrs.get('memberof') ?? []).map((v) => groupNorm(text(v) as string)).filter((x): x is string => x !== undefined);
       const all = new Set<string>();
       for (const g of direct) {
         all.add(g);
@@ -132,7 +148,10 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
     m.users.sort(byKey);
     m.groups.sort(byKey);
   }
-  return { builtAt: Date.now(), groups, groupsByKey, usersByKey, userGroups, members, shadowed };
+  const normalized = new Map<string, string>();
+  for (const [n, g] of groups) normalized.set(g.dn, n);
+  for (const n of userGroups.keys()) normalized.set(rawUserDn.get(n) as string, n);
+  return { builtAt: Date.now(), groups, groupsByKey, usersByKey, userGroups, members, shadowed, normalized };
 }
 
 /** The index, rebuilt at most every ttlMs; concurrent callers share one build. */
