@@ -9,6 +9,7 @@ import { Client } from 'ldapts';
 import { startGateway, type Gateway } from '../../src/app';
 import { parseConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
+import { Lines, type LineMatch, type WaitOptions } from './lines';
 
 export const ROOT = join(__dirname, '..', '..');
 
@@ -33,16 +34,18 @@ export interface TestGateway {
   ldapsUrl?: string;
   httpUrl?: string;
   logs: string[];
+  /** a log line matching, from opts.from on (driven by the line being logged, bounded in time) */
+  waitForLog(match: LineMatch, opts?: WaitOptions): Promise<string>;
   stop(): Promise<void>;
 }
 
 /** Start a gateway from YAML text (paths relative to config/examples), listening on ephemeral ports. */
 export async function startFromYaml(yaml: string, env: NodeJS.ProcessEnv = process.env): Promise<TestGateway> {
   const cfg = parseConfig(yaml, join(ROOT, 'config', 'examples'), env);
-  const logs: string[] = [];
+  const lines = new Lines();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(l);
       cb();
     },
   });
@@ -53,7 +56,8 @@ export async function startFromYaml(yaml: string, env: NodeJS.ProcessEnv = proce
     url: `ldap://127.0.0.1:${gw.ldapPort}`,
     ldapsUrl: gw.ldapsPort ? `ldaps://127.0.0.1:${gw.ldapsPort}` : undefined,
     httpUrl: gw.httpPort ? `http://127.0.0.1:${gw.httpPort}` : undefined,
-    logs,
+    logs: lines.all,
+    waitForLog: (match, opts) => lines.waitFor(match, opts),
     stop: () => gw.stop(2000),
   };
 }
@@ -99,12 +103,16 @@ export function sambaEnv(defguardUrl = 'http://127.0.0.1:9'): NodeJS.ProcessEnv 
   return { ...process.env, GATEWAY_DEFGUARD_PASSWORD: CONSUMER_PASSWORD, DEFGUARD_URL: defguardUrl, DEFGUARD_API_TOKEN: DEFGUARD_TOKEN };
 }
 
-/** Run a command (OpenLDAP's CLI tools), resolving with its exit code and output. */
-export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Run a command (OpenLDAP's CLI tools, the gateway's tools), resolving with its exit code and output; input goes to its stdin. */
+export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 15_000, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
       resolve({ code, stdout, stderr });
     });
+    if (input !== undefined) {
+      child.stdin?.on('error', () => undefined); // a command that exits without reading its input
+      child.stdin?.end(input);
+    }
   });
 }

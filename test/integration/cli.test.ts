@@ -2,12 +2,12 @@
 // on 127.0.0.1:1389 / 9090), the Samba example config unchanged on its real ports, and SIGTERM.
 // These are the only tests on fixed ports; they run one after another in this file.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DefguardStandin } from '../standins/defguard-api';
 import { allSecrets, bedEnv, CONSUMER_PASSWORD, DEFGUARD_TOKEN, ROOT, run, sambaEnv } from '../helpers/gateway';
+import { spawnGateway } from '../helpers/process';
 
 const BIN = join(ROOT, 'bin', 'ldap-gateway.js');
 const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) => run(process.execPath, [BIN, ...args], env);
@@ -47,34 +47,6 @@ t.test('--check-config: the Samba example is valid with the test bed variables; 
   for (const s of allSecrets()) t.notOk(bad.stderr.includes(s) || ok.stdout.includes(s), 'no secret echoed');
 });
 
-/** Start the CLI; resolve once it logs that it listens. */
-function startCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; out: string[] }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: string[] = [];
-    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out.join('')}`)), 15_000);
-    const onData = (d: Buffer) => {
-      out.push(d.toString());
-      if (out.join('').includes('ldap-gateway listening')) {
-        clearTimeout(timer);
-        resolve({ child, out });
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', (d: Buffer) => out.push(d.toString()));
-    child.on('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${out.join('')}`)));
-  });
-}
-
-function stopCli(child: ChildProcess): Promise<{ code: number | null; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    child.on('exit', (code) => resolve({ code, ms: Date.now() - t0 }));
-    child.kill('SIGTERM');
-  });
-}
-
 t.test("the README's demo: npm start's command, the documented ldapsearch, the documented output", async (t) => {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
   const command = /^ldapsearch -x -LLL -H ldap:\/\/127\.0\.0\.1:1389 .*$/m.exec(readme)?.[0];
@@ -83,7 +55,8 @@ t.test("the README's demo: npm start's command, the documented ldapsearch, the d
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   t.equal(pkg.scripts.start, 'node bin/ldap-gateway.js --config config/default.yaml', 'what npm start runs (after its prestart build)');
 
-  const { child } = await startCli(['--config', join(ROOT, 'config', 'default.yaml')], process.env);
+  const gw = await spawnGateway({ args: ['--config', join(ROOT, 'config', 'default.yaml')] });
+  t.same([gw.ldapPort, gw.httpPort], [1389, 9090], 'the ports the README documents');
   try {
     const r = await run('bash', ['-c', command as string]);
     t.equal(r.code, 0, r.stderr);
@@ -91,7 +64,7 @@ t.test("the README's demo: npm start's command, the documented ldapsearch, the d
     const metrics = await (await fetch('http://127.0.0.1:9090/metrics')).text();
     t.match(metrics, /^ldap_gateway_binds_total\{result="success",reason="ok"\} 1$/m, 'the bind is counted');
   } finally {
-    const stop = await stopCli(child);
+    const stop = await gw.stop();
     t.equal(stop.code, 0, 'SIGTERM: exit 0');
     t.ok(stop.ms < 5000, `stopped in ${stop.ms} ms`);
   }
@@ -103,7 +76,7 @@ t.test('config/examples/samba-ad.yaml runs unchanged against the test bed', asyn
   await dg.up();
   t.teardown(() => dg.down());
   const env = sambaEnv(dg.url);
-  const { child, out } = await startCli(['--config', join(ROOT, 'config', 'examples', 'samba-ad.yaml')], env);
+  const gw = await spawnGateway({ args: ['--config', join(ROOT, 'config', 'examples', 'samba-ad.yaml')], env });
   try {
     const tlsEnv = { ...process.env, LDAPTLS_CACERT: join(ROOT, 'certs', 'dev-ca.pem') };
     const w = await run('ldapwhoami', ['-x', '-H', 'ldaps://127.0.0.1:1636', '-D', 'alice@example.test', '-w', bedEnv('SAMBA_AD_USER_PASS')], tlsEnv);
@@ -116,13 +89,14 @@ t.test('config/examples/samba-ad.yaml runs unchanged against the test bed', asyn
     const metrics = await (await fetch('http://127.0.0.1:9090/metrics')).text();
     t.match(metrics, /^ldap_gateway_binds_total\{result="success",reason="ok"\} 2$/m);
     t.match(metrics, /^ldap_gateway_client_connections\{tls="true"\} 0$/m);
-    for (let i = 0; i < 100 && !dg.users.has('alice'); i++) await new Promise((r) => setTimeout(r, 50));
+    // the gateway logs each delivery once the outbox has handed the event over
+    await gw.waitFor((_l, j) => j?.msg === 'event delivered' && j.subject === 'alice');
     t.match(dg.users.get('alice'), { email: 'alice@example.test', first_name: 'Alice' }, 'alice was provisioned into Defguard through the outbox in var/outbox');
   } finally {
-    const stop = await stopCli(child);
+    const stop = await gw.stop();
     t.equal(stop.code, 0);
   }
-  const joined = out.join('');
+  const joined = gw.output();
   t.match(joined, /"event":"bind".*"name":"alice@example.test".*"result":"success"/);
   for (const s of allSecrets()) t.notOk(joined.includes(s), 'no secret in the process output');
 });

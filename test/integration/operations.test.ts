@@ -2,13 +2,14 @@
 // (valid, invalid, under load, without dropping connections), and the administrator tools, against
 // Samba AD. The gateway runs as its own process, as an operator runs it.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'ldapts';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { allSecrets, bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, ROOT, run, sambaEnv, sambaExampleYaml } from '../helpers/gateway';
+import { spawnGateway, type GatewayProcess } from '../helpers/process';
 
 const PW = bedEnv('SAMBA_AD_USER_PASS');
 const BIN = join(ROOT, 'bin', 'ldap-gateway.js');
@@ -18,38 +19,28 @@ const cfgFile = join(dir, 'gateway.yaml');
 const base = sambaExampleYaml().replace(/\.\.\/\.\.\/certs\//g, `${ROOT}/certs/`);
 const yaml = () => base;
 
-let child: ChildProcess;
-let out = '';
-let ldapPort = 0;
-let httpPort = 0;
+let gw: GatewayProcess;
 
 t.before(async () => {
   writeFileSync(cfgFile, yaml());
-  child = spawn(process.execPath, [BIN, '--config', cfgFile], { env: sambaEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  for (let i = 0; i < 150 && !httpPort; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    const m = /"ldap":\{"host":"127\.0\.0\.1","port":(\d+)\}.*"http":\{"port":(\d+)\}/.exec(out);
-    if (m) [ldapPort, httpPort] = [Number(m[1]), Number(m[2])];
-  }
-  if (!httpPort) throw new Error(`gateway did not start:\n${out}`);
+  gw = await spawnGateway({ args: ['--config', cfgFile], env: sambaEnv() });
+  if (!gw.httpPort) throw new Error(`the gateway logged no HTTP port:\n${gw.output()}`);
 });
-t.teardown(() => {
-  child.kill('SIGTERM');
+t.teardown(async () => {
+  await gw?.stop();
 });
 
-const url = () => `ldap://127.0.0.1:${ldapPort}`;
-const metricsText = async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+const url = () => gw.url;
+const metricsText = async () => (await fetch(`${gw.httpUrl}/metrics`)).text();
 
-async function reload(expect: RegExp): Promise<void> {
-  const before = out.length;
-  child.kill('SIGHUP');
-  for (let i = 0; i < 100; i++) {
-    if (expect.test(out.slice(before))) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`no ${expect} after SIGHUP:\n${out.slice(before)}`);
+/** SIGHUP, and the reload's outcome line (only lines logged after the signal count) */
+async function reload(expect: RegExp): Promise<string> {
+  const from = gw.lines.all.length;
+  gw.child.kill('SIGHUP');
+  return gw.waitFor((_l, j) => j?.event === 'reload', { from }).then((line) => {
+    if (!expect.test(line)) throw new Error(`after SIGHUP: ${line}, expected ${expect}`);
+    return line;
+  });
 }
 
 t.test('metrics follow Prometheus conventions and parse with an independent parser', async (t) => {
@@ -127,7 +118,7 @@ t.test('SIGHUP: a valid config is swapped in without dropping connections', asyn
 t.test('SIGHUP: an invalid config is refused, the running one stays, and it is counted', async (t) => {
   writeFileSync(cfgFile, yaml().replace('    - ${env:SAMBA_AD_LDAPS_URL}', '    - https://not-ldap.example'));
   await reload(/"event":"reload","result":"failure"/);
-  t.match(out, /"problems":\["upstream\.urls\[0\]: must be an ldap:\/\/ or ldaps:\/\/ URL"\]/);
+  t.match(gw.output(), /"problems":\["upstream\.urls\[0\]: must be an ldap:\/\/ or ldaps:\/\/ URL"\]/);
   t.match(await metricsText(), /^ldap_gateway_config_reloads_total\{result="failure"\} 1$/m);
   const c = new Client({ url: url(), timeout: 10_000 });
   await c.bind('carol', PW);
@@ -139,7 +130,26 @@ t.test('reloads under load: no client sees an error', async (t) => {
   writeFileSync(cfgFile, yaml());
   let stop = false;
   const errors: string[] = [];
-  let ops = 0;
+  const rounds = [0, 0, 0, 0]; // per worker
+  const progress = new EventEmitter();
+  /** resolves once every worker has completed n more rounds than now (bounded: the load must really run) */
+  const eachWorker = (n: number, timeoutMs = 15_000) => {
+    const target = rounds.map((r) => r + n);
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!rounds.every((r, i) => r >= (target[i] as number))) return;
+        clearTimeout(timer);
+        progress.off('round', check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        progress.off('round', check);
+        reject(new Error(`the workers did not complete ${n} more rounds each within ${timeoutMs} ms (${rounds.join(',')}; errors: ${errors.slice(0, 3).join('; ')})`));
+      }, timeoutMs);
+      progress.on('round', check);
+      check();
+    });
+  };
   const workers = Array.from({ length: 4 }, async (_, i) => {
     const c = new Client({ url: url(), timeout: 10_000 });
     try {
@@ -148,22 +158,28 @@ t.test('reloads under load: no client sees an error', async (t) => {
           await c.bind(['alice', 'bob', 'carol', 'jmuller'][i] as string, PW);
           const r = await c.search('ou=users,dc=vpn,dc=example,dc=test', { filter: '(objectClass=*)', attributes: ['uid'] });
           if (r.searchEntries.length < 1) errors.push('empty answer');
-          ops++;
         } catch (err) {
           errors.push((err as Error).message);
         }
+        rounds[i] = (rounds[i] as number) + 1;
+        progress.emit('round');
       }
     } finally {
       await c.unbind().catch(() => undefined);
     }
   });
-  for (let i = 0; i < 3; i++) {
-    await new Promise((r) => setTimeout(r, 400));
-    await reload(/"event":"reload","result":"success"/);
+  try {
+    // every worker is busy before, between and after the reloads
+    for (let i = 0; i < 3; i++) {
+      await eachWorker(3);
+      await reload(/"event":"reload","result":"success"/);
+    }
+    await eachWorker(3);
+  } finally {
+    stop = true;
+    await Promise.all(workers);
   }
-  await new Promise((r) => setTimeout(r, 400));
-  stop = true;
-  await Promise.all(workers);
+  const ops = rounds.reduce((a, b) => a + b, 0);
   t.same(errors, [], `${ops} bind+search rounds across 3 reloads, none failed`);
 });
 
@@ -183,14 +199,7 @@ t.test('ldap-gateway map shows the entry the gateway returns, with the rule behi
 });
 
 t.test('ldap-gateway test-bind reads the password from stdin and decodes the outcome', async (t) => {
-  const bind = (name: string, password: string) =>
-    new Promise<{ code: number; stdout: string }>((resolve) => {
-      const p = spawn(process.execPath, [BIN, 'test-bind', name, '--config', cfgFile], { env: sambaEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.on('exit', (code) => resolve({ code: code ?? -1, stdout }));
-      p.stdin.end(`${password}\n`);
-    });
+  const bind = (name: string, password: string) => run(process.execPath, [BIN, 'test-bind', name, '--config', cfgFile], sambaEnv(), 15_000, `${password}\n`);
   const ok = await bind('alice@example.test', PW);
   t.equal(ok.code, 0);
   t.match(ok.stdout, /^result: +success$/m);
@@ -209,5 +218,6 @@ t.test('ldap-gateway test-bind reads the password from stdin and decodes the out
 });
 
 t.test('nothing secret in the process output', async (t) => {
+  const out = gw.output();
   for (const s of allSecrets()) t.notOk(out.includes(s));
 });

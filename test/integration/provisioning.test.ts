@@ -1,13 +1,14 @@
 // Provisioning into Defguard: real binds against Samba AD, delivered to the Defguard API STAND-IN
 // (test/standins/defguard-api.ts), through the durable outbox.
 import t, { type Test } from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'ldapts';
 import { DefguardStandin } from '../standins/defguard-api';
 import { bedEnv, DEFGUARD_TOKEN, ROOT, run, sambaEnv, sambaExampleYaml, startFromYaml, type TestGateway } from '../helpers/gateway';
+import { eventually, type LineMatch } from '../helpers/lines';
+import { spawnGateway } from '../helpers/process';
 
 const PW = bedEnv('SAMBA_AD_USER_PASS');
 
@@ -23,13 +24,11 @@ async function bind(g: TestGateway, name: string, pw = PW): Promise<void> {
   }
 }
 
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** the stand-in announces nothing: its state is checked until it holds (bounded) */
+const until = (what: string, ok: () => boolean, ms = 10_000) => eventually(what, ok, { timeoutMs: ms, intervalMs: 50 });
+
+/** the worker's log line for a delivered event of this user */
+const delivered = (subject: string): LineMatch => (_l, j) => j?.msg === 'event delivered' && j.subject === subject;
 
 /** A Defguard stand-in (with the mapped group) and a gateway delivering to it; both stopped after the test. */
 async function setup(t: Test, o: { config?: string; outage?: boolean } = {}): Promise<{ dg: DefguardStandin; g: TestGateway }> {
@@ -58,8 +57,12 @@ t.test('a first bind creates the user without a password; repeated binds with th
   await until('groups aligned', () => dg.users.get('eve')?.groups.length === 1);
   t.same(dg.users.get('eve')?.groups, ['remote-users'], 'the mapped AD group Remote became the Defguard group remote-users');
 
+  await g.waitForLog(delivered('eve'));
   for (let i = 0; i < 20; i++) await bind(g, i % 2 ? 'eve@example.test' : 'EXAMPLE\\eve');
-  await new Promise((r) => setTimeout(r, 300));
+  // a success is recorded (or found a duplicate) before the bind is answered: once the 20 binds are
+  // answered, an empty outbox means nothing more can be sent
+  t.equal(await metric(g, /^ldap_gateway_provisioning_events_total\{kind="bind.success",outcome="recorded"\} (\d+)/m), 1, 'one event recorded');
+  t.equal(await metric(g, /^ldap_gateway_outbox_events\{state="pending"\} (\d+)/m), 0, 'nothing waits to be sent');
   t.equal(dg.requests('POST', '/api/v1/user').length, 1, 'still one creation');
   t.equal(dg.requests('PUT', '/api/v1/user').length, 1, 'one PUT (the group alignment), none for the repeats');
   t.equal(await metric(g, /^ldap_gateway_provisioning_events_total\{kind="bind.success",outcome="deduplicated"\} (\d+)/m), 20);
@@ -69,8 +72,11 @@ t.test('a first bind creates the user without a password; repeated binds with th
 
 t.test('Defguard down for a while, then back: everything delivered, nothing twice', async (t) => {
   const { dg, g } = await setup(t, { outage: true });
+  const from = g.logs.length;
   for (const u of ['alice', 'bob', 'carol', 'jmuller']) await bind(g, u);
-  await new Promise((r) => setTimeout(r, 700));
+  const retry = (attempts: number): LineMatch => (_l, j) => j?.msg === 'delivery failed: will retry' && j.attempts === attempts;
+  await g.waitForLog(retry(1), { from, count: 4 }); // each event met the outage
+  await g.waitForLog(retry(3), { from }); // and one has waited through two back-offs (at least 100 + 200 ms)
   t.ok((await metric(g, /^ldap_gateway_outbox_events\{state="pending"\} (\d+)/m)) >= 4, 'the events wait in the outbox');
   t.ok((await metric(g, /^ldap_gateway_provisioning_deliveries_total\{outcome="retried",reason=""\} (\d+)/m)) >= 4, 'retried');
   t.ok((await metric(g, /^ldap_gateway_outbox_oldest_pending_age_seconds (\S+)/m)) > 0.3);
@@ -108,8 +114,9 @@ t.test("a username Defguard would reject is reported once as a dead letter, neve
   await bind(g, 'jürgen');
   await bind(g, 'EXAMPLE\\jürgen');
   await bind(g, 'jürgen@example.test');
-  await until('all three handled', () => g.logs.filter((l) => l.includes('"event":"provision"') || l.includes('rejected for good')).length >= 1 && g.logs.filter((l) => l.includes('"recorded"')).length === 0);
-  await new Promise((r) => setTimeout(r, 800));
+  t.equal(await metric(g, /^ldap_gateway_provisioning_events_total\{kind="bind.success",outcome="recorded"\} (\d+)/m), 3, 'each bind recorded an event');
+  // the worker logs only the first refusal: the metric tells when all three were handled
+  await eventually('all three events handled', async () => (await metric(g, /^ldap_gateway_provisioning_deliveries_total\{outcome="failed",reason="invalid_username"\} (\d+)/m)) >= 3);
   t.equal(dg.log.length, 0, 'nothing was sent to Defguard');
   t.equal(g.logs.filter((l) => l.includes('event rejected for good')).length, 1, 'one warning, not one per bind');
   t.equal(await metric(g, /^ldap_gateway_outbox_events\{state="dead"\} (\d+)/m), 1, 'one dead letter');
@@ -122,9 +129,11 @@ t.test("a user's mail changes in AD: one update follows their next bind", async 
   const { dg, g } = await setup(t);
   const modify = (mail: string) =>
     new Promise<void>((resolve, reject) => {
-      const p = spawn('ldapmodify', ['-x', '-H', bedEnv('SAMBA_AD_URL'), '-D', bedEnv('SAMBA_AD_ADMIN_DN'), '-w', bedEnv('SAMBA_AD_ADMIN_PASS')], { stdio: ['pipe', 'ignore', 'inherit'] });
-      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ldapmodify exited ${code}`))));
-      p.stdin.end(`dn: CN=eve,OU=People,${bedEnv('SAMBA_AD_BASE_DN')}\nchangetype: modify\nreplace: mail\nmail: ${mail}\n`);
+      const ldif = `dn: CN=eve,OU=People,${bedEnv('SAMBA_AD_BASE_DN')}\nchangetype: modify\nreplace: mail\nmail: ${mail}\n`;
+      run('ldapmodify', ['-x', '-H', bedEnv('SAMBA_AD_URL'), '-D', bedEnv('SAMBA_AD_ADMIN_DN'), '-w', bedEnv('SAMBA_AD_ADMIN_PASS')], process.env, 15_000, ldif).then(
+        (r) => (r.code === 0 ? resolve() : reject(new Error(`ldapmodify exited ${r.code}: ${r.stderr}`))),
+        reject,
+      );
     });
   t.teardown(() => modify('eve@example.test'));
   await bind(g, 'eve');
@@ -133,8 +142,11 @@ t.test("a user's mail changes in AD: one update follows their next bind", async 
   await modify('eve.evans@example.test');
   await bind(g, 'eve');
   await until('mail updated', () => dg.users.get('eve')?.email === 'eve.evans@example.test');
+  await g.waitForLog(delivered('eve'), { count: 2 });
   await bind(g, 'eve');
-  await new Promise((r) => setTimeout(r, 300));
+  // recorded (or deduplicated) before the bind was answered: an empty outbox means nothing more will be sent
+  t.equal(await metric(g, /^ldap_gateway_provisioning_events_total\{kind="bind.success",outcome="deduplicated"\} (\d+)/m), 1, 'the third bind, with unchanged data, was deduplicated');
+  t.equal(await metric(g, /^ldap_gateway_outbox_events\{state="pending"\} (\d+)/m), 0, 'nothing waits to be sent');
   t.equal(dg.requests('PUT', '/api/v1/user').length - puts, 1, 'exactly one update');
   t.equal(dg.requests('POST', '/api/v1/user').length, 1, 'and no second creation');
 });
@@ -148,22 +160,11 @@ t.test('the gateway killed (-9) between recording and delivery: the event is del
   const cfgFile = join(dir, 'gateway.yaml');
   writeFileSync(cfgFile, yaml().replace(/\.\.\/\.\.\/certs\//g, `${ROOT}/certs/`).replace(/ {4}groups:\n {6}Remote: remote-users\n/, ''));
   const env = sambaEnv(dg.url);
-  const start = () =>
-    new Promise<{ child: ChildProcess; port: number }>((resolve, reject) => {
-      const child = spawn(process.execPath, [join(ROOT, 'bin', 'ldap-gateway.js'), '--config', cfgFile], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /"ldap":\{"host":"127\.0\.0\.1","port":(\d+)\}/.exec(out);
-        if (m) resolve({ child, port: Number(m[1]) });
-      });
-      child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
-    });
+  const start = () => spawnGateway({ args: ['--config', cfgFile], env });
   const first = await start();
-  const c = new Client({ url: `ldap://127.0.0.1:${first.port}`, timeout: 10_000 });
+  const c = new Client({ url: first.url, timeout: 10_000 });
   await c.bind('ann.contractor', PW);
-  first.child.kill('SIGKILL'); // right after the acknowledged bind
-  await new Promise((r) => first.child.once('exit', r));
+  t.match(await first.kill('SIGKILL'), { signal: 'SIGKILL' }, 'killed right after the acknowledged bind');
   await c.unbind().catch(() => undefined);
 
   const listed = await run(process.execPath, [join(ROOT, 'bin', 'ldap-gateway.js'), 'outbox', 'list', '--config', cfgFile], env);
@@ -172,9 +173,8 @@ t.test('the gateway killed (-9) between recording and delivery: the event is del
 
   await dg.up();
   const second = await start();
-  t.teardown(() => {
-    second.child.kill('SIGTERM');
-  });
-  await until('created after the restart', () => dg.users.has('ann.contractor'), 15_000);
+  t.teardown(() => second.stop());
+  await second.waitFor(delivered('ann.contractor'), { timeoutMs: 15_000 });
+  t.ok(dg.users.has('ann.contractor'), 'created after the restart');
   t.equal(dg.requests('POST', '/api/v1/user').length, 1);
 });

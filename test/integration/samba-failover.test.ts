@@ -95,17 +95,25 @@ t.test('a DC stopped under steady bind load: binds keep succeeding on the other'
   const samples: Sample[] = [];
   let stop = false;
   const running = load(4, () => stop, samples);
-  await new Promise((r) => setTimeout(r, 1500));
-  const before = g.logs.filter((l) => l.includes('"event":"bind"') && l.includes('"result":"success"'));
-  t.ok(before.length > 20, `${before.length} binds before the stop`);
-  t.ok(before.every((l) => dcOf(l) === `ldaps://${DCS[0]?.ip}:636`), 'all on the first DC while it is up');
+  let stoppedAt = 0;
+  let downAt = 0;
+  try {
+    const from = g.logs.length;
+    await g.waitForLog((_l, j) => j?.event === 'bind' && j.result === 'success', { from, count: 21 });
+    const before = g.logs.slice(from).filter((l) => l.includes('"event":"bind"') && l.includes('"result":"success"'));
+    t.ok(before.length > 20, `${before.length} binds before the stop`);
+    t.ok(before.every((l) => dcOf(l) === `ldaps://${DCS[0]?.ip}:636`), 'all on the first DC while it is up');
 
-  const stoppedAt = Date.now();
-  await bed('down', DCS[0] as (typeof DCS)[number]);
-  const downAt = Date.now();
-  await new Promise((r) => setTimeout(r, 3000));
-  stop = true;
-  await running;
+    stoppedAt = Date.now();
+    await bed('down', DCS[0] as (typeof DCS)[number]);
+    downAt = Date.now();
+    // the load goes on until 25 binds have succeeded on the second DC since the first one is down
+    // (bounded: with no failover, this times out and the test fails)
+    await g.waitForLog((_l, j) => j?.event === 'bind' && j.result === 'success' && j.dc === `ldaps://${DCS[1]?.ip}:636`, { from: g.logs.length, count: 25, timeoutMs: 10_000 });
+  } finally {
+    stop = true;
+    await running;
+  }
 
   const after = samples.filter((s) => s.at > downAt);
   const failures = samples.filter((s) => !s.ok);
@@ -129,7 +137,9 @@ t.test('with every DC down, binds fail fast with unavailable (52) and /readyz sa
   t.equal((await fetch(`${g.httpUrl}/readyz`)).status, 503);
 
   await bed('up', DCS[0] as (typeof DCS)[number]);
-  await new Promise((r) => setTimeout(r, 1600)); // past the back-off
+  // a bounded wait is the only option: the back-off (failureBackoffMs: 1500) is a duration, and nothing
+  // observable marks its end (the DC stays reported down until a connection to it succeeds)
+  await new Promise((r) => setTimeout(r, 1600));
   await c.bind('alice', PW);
   t.pass('binds succeed again once a DC is back');
   t.equal((await fetch(`${g.httpUrl}/readyz`)).status, 200);

@@ -3,9 +3,10 @@ import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Client } from 'ldapts';
-import { bedEnv, sambaEnv, sambaExampleYaml, startFromYaml } from '../helpers/gateway';
+import { bedEnv, sambaEnv, sambaExampleYaml, startFromYaml, type TestGateway } from '../helpers/gateway';
 
 const SECRET = 'webhook-secret-0123456789abcdef';
+const metric = async (g: TestGateway, re: RegExp) => Number(re.exec(await (await fetch(`${g.httpUrl}/metrics`)).text())?.[1] ?? -1);
 
 t.test('successes and failures arrive signed; a 500 is retried', async (t) => {
   const got: Array<{ headers: Record<string, string | string[] | undefined>; body: string }> = [];
@@ -32,9 +33,12 @@ t.test('successes and failures arrive signed; a 500 is retried', async (t) => {
   t.teardown(() => c.unbind().catch(() => undefined));
   await c.bind('bob', bedEnv('SAMBA_AD_USER_PASS'));
   await t.rejects(c.bind('bob', 'Wrong-Passw0rd!'), { code: 49 });
-  for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  // the worker logs a delivery once the receiver has answered it with a 2xx
+  await g.waitForLog((_l, j) => j?.msg === 'event delivered', { count: 2 });
+  t.equal(await metric(g, /^ldap_gateway_outbox_events\{state="pending"\} (\d+)/m), 0, 'the outbox is empty');
 
   t.equal(got.length, 2);
+  t.equal(g.logs.filter((l) => l.includes('delivery failed: will retry') && l.includes('HTTP 500')).length, 1, 'the 500 was retried once');
   for (const g2 of got) {
     const expected = `sha256=${createHmac('sha256', SECRET).update(g2.body).digest('hex')}`;
     t.equal(g2.headers['x-ldap-gateway-signature'], expected, 'HMAC-SHA256 over the exact body');

@@ -1,19 +1,43 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../../src/config/load';
 
 const dir = mkdtempSync(join(tmpdir(), 'gw-config-'));
-const problems = (yaml: string, env: NodeJS.ProcessEnv = {}): string[] => {
+
+/** `path: message` as load.ts writes a problem; a problem with no field path (the top level) has path '' */
+const PROBLEM = /^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*): ([\s\S]*)$/;
+const split = (p: string) => {
+  const m = PROBLEM.exec(p);
+  return m ? { path: m[1] as string, message: m[2] as string } : { path: '', message: p };
+};
+
+/**
+ * A negative check: the text must be refused (never accepted, never a crash), with exactly these problems,
+ * each naming its field path (compared exactly) and saying what is wrong (exact string, or a pattern).
+ */
+function refused(t: Test, what: string, yaml: string, env: NodeJS.ProcessEnv, expected: Array<[path: string, message: string | RegExp]>): string[] {
+  let got: string[] | undefined;
   try {
     parseConfig(yaml, dir, env);
-    return [];
   } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
+    if (!(err instanceof ConfigError)) throw err;
+    got = err.problems;
   }
-};
+  if (!got || got.length === 0) {
+    t.fail(`${what}: a problem is reported (the configuration was accepted)`);
+    return [];
+  }
+  const parsed = got.map(split);
+  t.same(parsed.map((p) => p.path), expected.map(([path]) => path), `${what}: the problems name ${expected.map(([path]) => path || '(top level)').join(', ')}: ${JSON.stringify(got)}`);
+  expected.forEach(([, message], i) => {
+    const m = parsed[i]?.message ?? '';
+    if (typeof message === 'string') t.equal(m, message, `${what}: ${message}`);
+    else t.match(m, message, `${what}: ${String(message)}`);
+  });
+  return got;
+}
 
 const minimal = `
 listen:
@@ -37,29 +61,31 @@ t.test('a valid file gets its defaults', async (t) => {
 });
 
 t.test('each problem names its field', async (t) => {
-  t.same(problems(minimal.replace('urls: [ldap://dc1.example]', 'urls: [ldap://dc1.example, http://dc2]'), { PW: 'x' }), ['upstream.urls[1]: must be an ldap:// or ldaps:// URL']);
-  t.same(problems(`${minimal}upstrem: {}\n`, { PW: 'x' }), ["unknown key 'upstrem'"]);
-  t.same(problems(minimal.replace('directory:\n', 'directory:\n  basedn: x\n'), { PW: 'x' }), ["directory: unknown key 'basedn'"]);
-  t.same(problems(minimal.replace('baseDN: dc=vpn,dc=example', '{baseDN: dc=vpn,dc=example}'), { PW: 'x' }).length > 0, true, 'an unquoted DN in a flow map splits at its commas and is reported');
-  t.same(problems(minimal, {}), ['upstream.bind.password: environment variable PW is not set'], 'a missing variable is an error, not an empty string');
-  t.match(problems('listen: [\n'), [/^YAML: /]);
-  t.match(problems('listen: {}\ndirectory: {baseDN: x}\ndemo: true\n'), ['listen: set ldap, ldaps or both']);
-  t.match(problems('listen: {ldaps: 127.0.0.1:1636}\ndirectory: {baseDN: x}\ndemo: true\n'), ['listen.tls: ldaps needs listen.tls.cert and listen.tls.key']);
-  t.match(problems('listen: {ldap: 127.0.0.1:1}\ndirectory: {baseDN: x}\n'), ['upstream: required unless demo: true']);
+  const pw = { PW: 'x' };
+  refused(t, 'a non-LDAP URL', minimal.replace('urls: [ldap://dc1.example]', 'urls: [ldap://dc1.example, http://dc2]'), pw, [['upstream.urls[1]', 'must be an ldap:// or ldaps:// URL']]);
+  refused(t, 'a misspelt top-level key', `${minimal}upstrem: {}\n`, pw, [['', "unknown key 'upstrem'"]]);
+  refused(t, 'a misspelt nested key', minimal.replace('directory:\n', 'directory:\n  basedn: x\n'), pw, [['directory', "unknown key 'basedn'"]]);
+  // an unquoted DN in a flow map splits at its commas: the part after the comma becomes a key of its own
+  refused(t, 'an unquoted DN in a flow map', minimal.replace('baseDN: dc=vpn,dc=example', '{baseDN: dc=vpn,dc=example}'), pw, [['directory', "unknown key 'dc=example'"]]);
+  refused(t, 'a missing variable is an error, not an empty string', minimal, {}, [['upstream.bind.password', 'environment variable PW is not set']]);
+  refused(t, 'broken YAML', 'listen: [\n', {}, [['YAML', /at line \d+, column \d+/]]);
+  refused(t, 'no listener', 'listen: {}\ndirectory: {baseDN: x}\ndemo: true\n', {}, [['listen', 'set ldap, ldaps or both']]);
+  refused(t, 'ldaps without a certificate', 'listen: {ldaps: 127.0.0.1:1636}\ndirectory: {baseDN: x}\ndemo: true\n', {}, [['listen.tls', 'ldaps needs listen.tls.cert and listen.tls.key']]);
+  refused(t, 'no upstream', 'listen: {ldap: 127.0.0.1:1}\ndirectory: {baseDN: x}\n', {}, [['upstream', 'required unless demo: true']]);
 });
 
 t.test('secrets from files; the secret is never echoed in messages', async (t) => {
   writeFileSync(join(dir, 'pw'), 'file-secret-123\n');
   const cfg = parseConfig(minimal.replace('${env:PW}', '${file:pw}'), dir, {});
   t.equal(cfg.upstream?.bind.password, 'file-secret-123', 'relative to the config file, trailing newline dropped');
-  t.match(problems(minimal.replace('${env:PW}', '${file:nope}')), [/^upstream\.bind\.password: cannot read secret file .*nope \(ENOENT\)$/]);
-  const msgs = problems(minimal.replace('urls: [ldap://dc1.example]', 'urls: ["${env:PW}"]'), { PW: 'TopSecretValue' });
-  t.notMatch(msgs.join('\n'), /TopSecretValue/);
+  refused(t, 'a missing secret file', minimal.replace('${env:PW}', '${file:nope}'), {}, [['upstream.bind.password', `cannot read secret file ${join(dir, 'nope')} (ENOENT)`]]);
+  const msgs = refused(t, 'a secret where a URL belongs', minimal.replace('urls: [ldap://dc1.example]', 'urls: ["${env:PW}"]'), { PW: 'TopSecretValue' }, [['upstream.urls[0]', 'must be an ldap:// or ldaps:// URL']]);
+  t.notMatch(msgs.join('\n'), /TopSecretValue/, 'the value is not echoed');
 });
 
 t.test('TLS files must exist', async (t) => {
-  t.same(problems(`${minimal.replace('  ldap: 127.0.0.1:1389', '  ldaps: 127.0.0.1:1636\n  tls: { cert: nope.crt, key: nope.key }')}`, { PW: 'x' }), [
-    `listen.tls.cert: file ${join(dir, 'nope.crt')} does not exist`,
-    `listen.tls.key: file ${join(dir, 'nope.key')} does not exist`,
+  refused(t, 'missing TLS files', minimal.replace('  ldap: 127.0.0.1:1389', '  ldaps: 127.0.0.1:1636\n  tls: { cert: nope.crt, key: nope.key }'), { PW: 'x' }, [
+    ['listen.tls.cert', `file ${join(dir, 'nope.crt')} does not exist`],
+    ['listen.tls.key', `file ${join(dir, 'nope.key')} does not exist`],
   ]);
 });
