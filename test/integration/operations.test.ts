@@ -126,11 +126,19 @@ t.test('SIGHUP: an invalid config is refused, the running one stays, and it is c
   t.pass('binds go on with the previous configuration');
 });
 
-t.test('reloads under load: no client sees an error', async (t) => {
+t.test('reloads under load, paged listings included: no client sees an error or a short listing', async (t) => {
   writeFileSync(cfgFile, yaml());
+  // the whole users listing, paged as Defguard pages it: each listing under load must have exactly this many
+  const lister = new Client({ url: url(), timeout: 10_000 });
+  await lister.bind(CONSUMER_DN, CONSUMER_PASSWORD);
+  const listing = async (c: Client) => (await c.search('ou=users,dc=vpn,dc=example,dc=test', { scope: 'one', filter: '(objectClass=inetOrgPerson)', attributes: ['uid'], paged: { pageSize: 100 } })).searchEntries.length;
+  const full = await listing(lister);
+  await lister.unbind();
+  t.ok(full > 1000, `a reference listing of ${full} users, paged at 100`);
+  let listings = 0;
   let stop = false;
   const errors: string[] = [];
-  const rounds = [0, 0, 0, 0]; // per worker
+  const rounds = [0, 0, 0, 0, 0, 0]; // per worker: four bind+search, two paged listers
   const progress = new EventEmitter();
   /** resolves once every worker has completed n more rounds than now (bounded: the load must really run) */
   const eachWorker = (n: number, timeoutMs = 15_000) => {
@@ -150,6 +158,26 @@ t.test('reloads under load: no client sees an error', async (t) => {
       check();
     });
   };
+  const listers = [4, 5].map(async (i) => {
+    const c = new Client({ url: url(), timeout: 10_000 });
+    try {
+      await c.bind(CONSUMER_DN, CONSUMER_PASSWORD);
+      while (!stop) {
+        try {
+          const n = await listing(c);
+          if (n !== full) errors.push(`a paged listing returned ${n} of ${full} users`);
+          listings++;
+        } catch (err) {
+          errors.push(`paged listing: ${(err as Error).message}`);
+          await c.bind(CONSUMER_DN, CONSUMER_PASSWORD).catch(() => undefined);
+        }
+        rounds[i] = (rounds[i] as number) + 1;
+        progress.emit('round');
+      }
+    } finally {
+      await c.unbind().catch(() => undefined);
+    }
+  });
   const workers = Array.from({ length: 4 }, async (_, i) => {
     const c = new Client({ url: url(), timeout: 10_000 });
     try {
@@ -177,10 +205,11 @@ t.test('reloads under load: no client sees an error', async (t) => {
     await eachWorker(3);
   } finally {
     stop = true;
-    await Promise.all(workers);
+    await Promise.all([...workers, ...listers]);
   }
-  const ops = rounds.reduce((a, b) => a + b, 0);
-  t.same(errors, [], `${ops} bind+search rounds across 3 reloads, none failed`);
+  const ops = rounds.slice(0, 4).reduce((a, b) => a + b, 0);
+  t.ok(listings >= 8, `${listings} whole paged listings ran across the reloads`);
+  t.same(errors, [], `${ops} bind+search rounds and ${listings} paged listings of ${full} users across 3 reloads, none failed or came up short`);
 });
 
 t.test('ldap-gateway map shows the entry the gateway returns, with the rule behind each attribute', async (t) => {
