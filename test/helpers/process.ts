@@ -48,7 +48,7 @@ export interface GatewayProcess {
   waitFor(match: LineMatch, opts?: WaitOptions): Promise<string>;
   /** SIGTERM, then await the exit; SIGKILL and reject if it takes longer than timeoutMs (default 15 s) */
   stop(timeoutMs?: number): Promise<Exit & { ms: number }>;
-  /** send a signal (default SIGKILL) and await the exit */
+  /** send a terminating signal (default SIGKILL) and await the exit; for SIGHUP use child.kill */
   kill(signal?: NodeJS.Signals): Promise<Exit>;
 }
 
