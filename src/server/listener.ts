@@ -103,9 +103,12 @@ export class LdapListeners<I> {
 
   /** Stop accepting; wait (at most deadlineMs) for in-flight operations; then close every connection. */
   async close(deadlineMs: number): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    // stop accepting now; a server's close callback only comes once its connections are gone, which is
+    // after the disconnects below (awaiting it first would wait forever on any open connection)
+    const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     const until = Date.now() + deadlineMs;
     while (Date.now() < until && [...this.sessions].some((s) => s.busy)) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.sessions) s.disconnect(ResultCode.unavailable, 'server shutting down');
+    await closed;
   }
 }

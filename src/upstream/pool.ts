@@ -216,6 +216,11 @@ export class Pool {
           if (this.dcs.opts.startTLS && url.toLowerCase().startsWith('ldap://')) await client.startTLS(this.dcs.tlsOptions);
           await client.bind(this.opts.bindDN, this.opts.bindPassword);
           this.dcs.markUp(url);
+          if (this.closed) {
+            // the pool closed while this connection was being made: it must not outlive the pool
+            void client.unbind().catch(() => undefined);
+            throw new UpstreamUnavailableError('upstream pool is closed');
+          }
           const c = new PooledConnection(client, url);
           this.conns.add(c);
           return c;

@@ -70,6 +70,25 @@ t.test("the README's demo: npm start's command, the documented ldapsearch, the d
   }
 });
 
+t.test('SIGTERM right after start, and with an idle client connected: the gateway drains and exits', async (t) => {
+  // a shutdown used to hang: the listener awaited its close callback before disconnecting clients, and a
+  // service connection opened by the start-up probe outlived the closed pool (so the demo never closed)
+  const early = await spawnGateway({ args: ['--config', join(ROOT, 'config', 'default.yaml')] });
+  const a = await early.stop(8000);
+  t.equal(a.code, 0, `right after the listening line: exit 0 in ${a.ms} ms`);
+  const gw = await spawnGateway({ args: ['--config', join(ROOT, 'config', 'default.yaml')] });
+  const { connect } = await import('node:net');
+  const idle = connect(gw.ldapPort as number, '127.0.0.1');
+  idle.on('error', () => undefined);
+  idle.resume(); // read what the server sends (its Notice of Disconnection), so its close is seen
+  await new Promise<void>((r) => idle.once('connect', () => r()));
+  const closedByServer = new Promise<void>((r) => idle.once('close', () => r()));
+  const b = await gw.stop(8000);
+  t.equal(b.code, 0, `with an idle client: exit 0 in ${b.ms} ms`);
+  await closedByServer;
+  t.pass('the idle client was disconnected');
+});
+
 t.test('config/examples/samba-ad.yaml runs unchanged against the test bed', async (t) => {
   const dg = new DefguardStandin(DEFGUARD_TOKEN);
   dg.groups.add('remote-users');
