@@ -109,9 +109,7 @@ export class Session<I> implements SessionInfo<I> {
 
   /** Answer a request at once, as its own operation (it counts in the metrics like any other). */
   private answer(messageId: number, opTag: number, code: number, message: string): void {
-    const ctx = this.out.begin(messageId, opTag);
-    if (opTag === Tag.extendedRequest) this.out.extended(ctx, code, { message });
-    else this.out.result(ctx, code, message);
+    this.out.refuse(messageId, opTag, code, message);
   }
 
   // ---- dispatch ----

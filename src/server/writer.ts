@@ -51,6 +51,14 @@ export class OperationWriter {
     this.finish(ctx, code);
   }
 
+  /** Answer a request at once with an error, without taking a slot (it may reuse an outstanding messageID). */
+  refuse(messageId: number, opTag: number, code: number, message: string): void {
+    const response = REQUESTS.get(opTag)?.response;
+    if (response === Tag.extendedResponse) this.write(encodeExtended(messageId, code, { message }));
+    else if (response !== undefined) this.write(encodeResult(response, messageId, code, message));
+    this.observer.op(REQUESTS.get(opTag)?.name ?? 'unknown', code, 0);
+  }
+
   /** End an operation without a response (abandoned, or the connection is being dropped). */
   finish(ctx: OpContext, code: number): void {
     if (this.inFlight.get(ctx.messageId) !== ctx) return; // ended already
