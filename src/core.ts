@@ -21,6 +21,8 @@ import type { CursorStore } from './directory/cursors';
 import type { StateStores } from './state/types';
 import type { Handlers } from './ldap/types';
 import { Upstream } from './upstream/upstream';
+import { DirectoryWriter } from './directory/writes';
+import { ForgetfulMap } from './state/types';
 
 /** What provisioning adds to the bind flow: the virtual attributes its events carry, and two callbacks. */
 export type AuthHooks = Pick<AuthOptions, 'succeeded' | 'failed'> & { eventNames?: string[] };
@@ -89,10 +91,18 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   const cache = new SearchCache(cfg.cache, shared.state, (e) => metrics.cache(e));
   shared.cursors.configure(cfg.directory.paging);
   const runner = new SearchRunner(directory, shared.cursors, cache);
-  const policy = new Policy({ anonymous: cfg.auth.anonymous, requireTLSForBind: cfg.listen.requireTLSForBind });
+  const policy = new Policy({
+    anonymous: cfg.auth.anonymous,
+    requireTLSForBind: cfg.listen.requireTLSForBind,
+    writes: new Map(cfg.consumers.flatMap((c) => (c.writes ? [[c.name, c.writes] as const] : []))),
+    passwordChange: cfg.auth.passwordChange,
+  });
 
   if (upCfg.flavor === 'ad' && cfg.protection.lockout.perAccount > 0) void checkLockoutPolicy(source, upCfg.baseDN, cfg.protection.lockout.perAccount, log);
 
+  // with provisioning on, each bind reads the user's current entry: a change in AD is provisioned on
+  // the next bind, not after the cache expires
+  const resolved = cfg.provisioning.mode === 'off' && cfg.auth.resolveCacheMs > 0 ? new ForgetfulMap(shared.state.ttlMap<AdEntry[]>('bind-names', { max: 50_000, ttlMs: cfg.auth.resolveCacheMs })) : undefined;
   const auth = new Authenticator({
     naming,
     upstream,
@@ -106,9 +116,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     mail: cfg.directory.bindNames.mail,
     anonymous: cfg.auth.anonymous,
     diagnostics: cfg.auth.diagnostics,
-    // with provisioning on, each bind reads the user's current entry: a change in AD is provisioned on
-    // the next bind, not after the cache expires
-    resolved: cfg.provisioning.mode === 'off' && cfg.auth.resolveCacheMs > 0 ? shared.state.ttlMap<AdEntry[]>('bind-names', { max: 50_000, ttlMs: cfg.auth.resolveCacheMs }) : undefined,
+    resolved,
     log,
     observe: (result, reason) => metrics.bind(result, reason),
     succeeded: hooks.succeeded,
@@ -118,7 +126,44 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     policy,
   });
 
-  const refuse = async (op: Parameters<Policy['write']>[1], session: { identity: Identity | null }) => policy.write(session.identity, op);
+  const writer = new DirectoryWriter({
+    naming,
+    users,
+    groups,
+    userClass: flavor.userClass,
+    groupClass: flavor.groupClass,
+    usersSource,
+    groupsSource,
+    domainBase: upCfg.baseDN,
+    upstream,
+    renames: shared.state.ttlMap<string>('renames', { max: 10_000, ttlMs: 120_000 }),
+    diagnostics: cfg.auth.diagnostics,
+    async changed(what) {
+      // what remembers the directory forgets it: the next read and bind see the write
+      membership.invalidate();
+      cache.forgetAll();
+      resolved?.forgetAll();
+      if (what.password !== undefined) await shared.guard.passwordChanged(what.adDn, what.password);
+    },
+    audit(a) {
+      metrics.write(a.op, a.outcome, a.ms / 1000);
+      log.info(a, 'write');
+    },
+    dryRun: (d) => log.info(d, 'dry run'),
+  });
+  const write = async (op: Parameters<Policy['write']>[1], session: { identity: Identity | null }) => {
+    const d = policy.write(session.identity, op);
+    if (!d.allow) {
+      if (op.op !== 'compare') {
+        const who = session.identity;
+        const actor = who?.kind === 'consumer' ? { consumer: who.name } : who ? { user: who.username } : { anonymous: true };
+        metrics.write(op.op, 'refused', 0);
+        log.info({ ...actor, op: op.op, dn: op.op === 'passwordModify' ? (op.userIdentity ?? '') : op.dn, result: d.code, outcome: 'refused', reason: d.reason }, 'write');
+      }
+      return { code: d.code, message: d.message };
+    }
+    return writer.handle(op as Exclude<typeof op, { op: 'compare' }>, d.rights);
+  };
   const handlers: Handlers<Identity> = {
     bind: (op, session) => auth.bind(op, session),
     async search(op, session, sink) {
@@ -126,12 +171,12 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
       if (!d.allow) return { code: d.code, message: d.message };
       return runner.run(op, d.scope, session, sink, d.partition);
     },
-    add: refuse,
-    modify: refuse,
-    modifyDN: refuse,
-    delete: refuse,
-    compare: refuse,
-    passwordModify: refuse,
+    add: write,
+    modify: write,
+    modifyDN: write,
+    delete: write,
+    compare: write,
+    passwordModify: write,
     whoami: (session) => (session.identity ? `dn:${session.identity.dn}` : ''),
     closed: (session) => void shared.cursors.closeSession(session),
   };

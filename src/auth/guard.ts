@@ -80,6 +80,11 @@ export class LockoutGuard {
     return this.windows.add(`i:${client}`, now);
   }
 
+  /** A password was set through the gateway: a bind with it is no longer a known wrong one. */
+  async passwordChanged(account: string, password: string): Promise<void> {
+    await this.seenWrong.delete(this.digest(account, password));
+  }
+
   async succeeded(account: string, client: string): Promise<void> {
     const a = account.toLowerCase();
     await Promise.all([this.windows.clear(`ai:${a}|${client}`), this.windows.clear(`a:${a}`)]);

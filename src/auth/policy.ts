@@ -3,13 +3,17 @@
 //           audited and counted like any other failed bind
 //   search: anonymous rules, consumer search/subtree/attribute rights, an end user seeing only their own
 //           entry (and the groups); the cache partition follows from the same decision
-//   write:  add, modify, modifyDN, delete, compare and Password Modify. Refused here (53) until the write
-//           policy of issue 12 exists: a decision of policy, not a constant of the protocol layer.
+//   write:  add, modify, modifyDN, delete and Password Modify: a consumer with a write policy
+//           (consumers[].writes) writes under it (directory/writes.ts applies its details); one without is
+//           read-only (53); an end user only changes their own password, where auth.passwordChange allows
+//           it; anonymous connections never write (50). Compare is not supported (53).
 import { ResultCode } from '../ldap/protocol';
 import type { SearchOp, WriteOp, CompareOp } from '../ldap/types';
 import type { SearchScope } from '../directory/search';
 import type { Identity } from './identity';
 import type { BindReason } from './reasons';
+import type { WritesConfig } from '../config/schema';
+import type { WriteRights } from '../directory/writes';
 
 export type Refusal = { allow: false; code: number; message: string; reason: string };
 
@@ -20,6 +24,9 @@ export type SearchDecision =
 export interface PolicyOptions {
   anonymous: 'rootdse' | 'deny' | 'allow';
   requireTLSForBind: boolean;
+  /** each consumer's write policy, by name (absent: read-only) */
+  writes: ReadonlyMap<string, WritesConfig>;
+  passwordChange: 'off' | 'self';
 }
 
 export class Policy {
@@ -45,9 +52,17 @@ export class Policy {
     return { allow: true, scope: { onlyUser: who.username }, partition: `user:${who.adDn}` };
   }
 
-  write(_who: Identity | null, op: WriteOp | CompareOp): Refusal {
-    const what = op.op === 'passwordModify' ? 'password changes are' : op.op === 'compare' ? 'compare is' : 'write operations are';
-    return refuse(ResultCode.unwillingToPerform, `ldap-gateway is read-only: ${what} not supported`, 'read_only');
+  write(who: Identity | null, op: WriteOp | CompareOp): { allow: true; rights: WriteRights } | Refusal {
+    if (op.op === 'compare') return refuse(ResultCode.unwillingToPerform, 'compare is not supported', 'not_supported');
+    if (!who) return refuse(ResultCode.insufficientAccessRights, 'anonymous connections never write: bind first', 'anonymous');
+    if (who.kind === 'consumer') {
+      const policy = this.o.writes.get(who.name);
+      if (!policy) return refuse(ResultCode.unwillingToPerform, `ldap-gateway is read-only for ${who.name}: its configuration has no write policy (consumers[].writes)`, 'read_only');
+      return { allow: true, rights: { kind: 'consumer', name: who.name, policy } };
+    }
+    const passwordWrite = op.op === 'passwordModify' || op.op === 'modify';
+    if (passwordWrite && this.o.passwordChange === 'self') return { allow: true, rights: { kind: 'self', username: who.username, adDn: who.adDn, dn: who.dn } };
+    return refuse(ResultCode.insufficientAccessRights, 'end users may not write to the directory' + (passwordWrite ? ' (changing one\'s own password is off: auth.passwordChange)' : ''), 'end_user_write');
   }
 }
 

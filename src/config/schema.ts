@@ -1,6 +1,15 @@
 // The configuration contract. Every field is documented in config/README.md; keep the two in step.
 // Objects are strict: an unknown key is an error, so a misspelt `upstrem:` cannot be silently ignored.
 import { z } from 'zod';
+import { isWithin, normalizeDN } from '../directory/dn';
+
+const dnWithin = (inner: string, outer: string): boolean => {
+  try {
+    return isWithin(normalizeDN(inner), normalizeDN(outer));
+  } catch {
+    return false;
+  }
+};
 
 const hostPort = z
   .string()
@@ -62,6 +71,8 @@ export const upstreamSchema = z.strictObject({
   // a DC that failed to connect is skipped for this long before it is tried again
   failureBackoffMs: z.int().nonnegative().default(10_000),
   pageSize: z.int().min(1).max(1000).default(500),
+  // after a write, reads and binds go to the DC that took it for this long (AD replicates with a delay)
+  stickyAfterWriteMs: z.int().nonnegative().default(30_000),
 });
 
 const filterText = z.string().refine((f) => {
@@ -116,6 +127,43 @@ const directory = z.strictObject({
     .prefault({}),
 });
 
+// What a consumer may write through to AD (issue 12). Absent: read-only. See config/README.md.
+const writes = z.strictObject({
+  // true: every write is answered 53 and the exact AD operations it would have sent are logged
+  dryRun: z.boolean().default(false),
+  users: z
+    .strictObject({
+      // where an Add creates users (an AD DN inside the users source)
+      ou: dn,
+      // userPrincipalName of a created user: <sAMAccountName>@<upnSuffix>; default: the upstream baseDN's DC components
+      upnSuffix: z.string().regex(/^[A-Za-z0-9.-]+$/, 'a DNS-style suffix such as example.com').optional(),
+      create: z.boolean().default(true),
+      modify: z.boolean().default(true),
+      rename: z.boolean().default(true),
+      password: z.boolean().default(true),
+      // what a Delete of a user does: disable (set ACCOUNTDISABLE, keep the object), delete, or refuse
+      delete: z.enum(['disable', 'delete', 'refuse']).default('disable'),
+    })
+    .optional(),
+  groups: z
+    .strictObject({
+      ou: dn,
+      // AD groupType of created groups; -2147483646 = global security group
+      groupType: z.int().default(-2147483646),
+      create: z.boolean().default(true),
+      // member changes: only on managed groups, or on every group of the groups source
+      members: z.enum(['managed', 'all']).default('managed'),
+      rename: z.boolean().default(true),
+      // a Delete of a managed group: delete it or refuse; groups the gateway does not manage are never deleted
+      delete: z.enum(['delete', 'refuse']).default('delete'),
+      // Defguard deletes a group when its last member leaves: keep (remove the member, keep the group) or delete
+      lastMember: z.enum(['keep', 'delete']).default('keep'),
+      // names of existing AD groups handed to the gateway; groups it creates are managed (adminDescription marker)
+      manage: z.array(z.string().min(1)).default([]),
+    })
+    .optional(),
+});
+
 const consumer = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only'),
   bindDN: dn,
@@ -124,6 +172,7 @@ const consumer = z.strictObject({
   search: z.boolean().default(true),
   subtrees: z.array(z.enum(['users', 'groups'])).min(1).default(['users', 'groups']),
   attributes: z.array(z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'an attribute name')).min(1).optional(),
+  writes: writes.optional(),
 });
 
 export const configSchema = z
@@ -143,6 +192,8 @@ export const configSchema = z
         diagnostics: z.enum(['reason', 'raw', 'none']).default('reason'),
         // a bind name's look-up (name -> AD entry) is reused this long; a failed bind drops it at once
         resolveCacheMs: z.int().nonnegative().default(60_000),
+        // off: end users never write; self: an end user may change their own password (with the old one)
+        passwordChange: z.enum(['off', 'self']).default('off'),
       })
       .prefault({}),
     consumers: z.array(consumer).default([]),
@@ -210,6 +261,16 @@ export const configSchema = z
     if (v.demo && v.upstream) ctx.addIssue({ code: 'custom', message: 'demo: true brings its own upstream; remove this block', path: ['upstream'] });
     if (v.provisioning.mode === 'defguard' && !v.provisioning.defguard) ctx.addIssue({ code: 'custom', message: 'mode defguard needs provisioning.defguard (url, token)', path: ['provisioning', 'defguard'] });
     if (v.provisioning.mode === 'webhook' && !v.provisioning.webhook) ctx.addIssue({ code: 'custom', message: 'mode webhook needs provisioning.webhook (url, secret)', path: ['provisioning', 'webhook'] });
+    v.consumers.forEach((c, i) => {
+      if (!c.writes || !v.upstream) return;
+      if (v.upstream.flavor !== 'ad') ctx.addIssue({ code: 'custom', message: 'write-through is implemented for Active Directory only (upstream.flavor: ad)', path: ['consumers', i, 'writes'] });
+      const inside = (ou: string, base: string | undefined) => dnWithin(ou, base ?? (v.upstream as { baseDN: string }).baseDN);
+      // an object created outside the source would be invisible, and Defguard would create it again on every sync
+      if (c.writes.users && !inside(c.writes.users.ou, v.directory.users.source.base))
+        ctx.addIssue({ code: 'custom', message: 'must lie inside the users source (directory.users.source.base, or upstream.baseDN)', path: ['consumers', i, 'writes', 'users', 'ou'] });
+      if (c.writes.groups && !inside(c.writes.groups.ou, v.directory.groups.source.base))
+        ctx.addIssue({ code: 'custom', message: 'must lie inside the groups source (directory.groups.source.base, or upstream.baseDN)', path: ['consumers', i, 'writes', 'groups', 'ou'] });
+    });
     if (v.directory.mode === 'virtual' && !v.directory.baseDN) ctx.addIssue({ code: 'custom', message: 'required in virtual mode', path: ['directory', 'baseDN'] });
   });
 
@@ -217,4 +278,5 @@ export type Config = z.infer<typeof configSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type DirectoryConfig = z.infer<typeof directory>;
 export type ConsumerConfig = z.infer<typeof consumer>;
+export type WritesConfig = z.infer<typeof writes>;
 export type ListenConfig = z.infer<typeof listen>;

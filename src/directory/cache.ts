@@ -3,7 +3,7 @@
 // Nothing invalidates an entry early: a change in AD shows after at most ttlMs.
 import { filterToString } from './filter';
 import type { Entry, LdapResult, SearchOp } from '../ldap/types';
-import type { StateStores, TtlMap } from '../state/types';
+import { ForgetfulMap, type StateStores } from '../state/types';
 
 export interface CacheOptions {
   ttlMs: number; // 0 disables the cache
@@ -26,7 +26,7 @@ export const requestSignature = (op: SearchOp): string => JSON.stringify([op.bas
 const sizeOf = (r: CachedResult) => r.entries.reduce((n, e) => n + e.dn.length + e.attributes.reduce((m, a) => m + a.type.length + a.values.reduce((k, v) => k + v.length + 16, 0), 0), 64);
 
 export class SearchCache {
-  private readonly store: TtlMap<CachedResult> | undefined;
+  private readonly store: ForgetfulMap<CachedResult> | undefined;
 
   constructor(
     readonly o: CacheOptions,
@@ -34,7 +34,12 @@ export class SearchCache {
     private readonly onEvent: (e: CacheEvent) => void = () => undefined,
   ) {
     if (o.ttlMs <= 0) return;
-    this.store = state.ttlMap<CachedResult>('search-cache', { max: o.maxSearches, maxBytes: o.maxBytes, sizeOf, ttlMs: o.ttlMs, onEvict: () => this.onEvent('evict') });
+    this.store = new ForgetfulMap(state.ttlMap<CachedResult>('search-cache', { max: o.maxSearches, maxBytes: o.maxBytes, sizeOf, ttlMs: o.ttlMs, onEvict: () => this.onEvent('evict') }));
+  }
+
+  /** A write changed the directory: no result cached before it is answered again. */
+  forgetAll(): void {
+    this.store?.forgetAll();
   }
 
   get enabled(): boolean {

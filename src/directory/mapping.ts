@@ -74,6 +74,8 @@ export function defguardProfile(o: ProfileOptions): Profile {
       objectSid: { from: ['objectSid'], transform: 'sid', operational: true },
       pwdChangedTime: { from: ['pwdLastSet'], transform: 'filetime', operational: true },
       accountDisabled: { from: ['userAccountControl'], transform: 'disabled', operational: true },
+      // Defguard 2.0.2+ reads it with '*' to sync disabled status (reference/defguard-ldap.md §8)
+      userAccountControl: { from: ['userAccountControl'] },
     },
     groups: {
       objectClass: { const: ['top', o.groupClass], aliases: ['group', 'groupOfNames', 'groupOfUniqueNames'] },

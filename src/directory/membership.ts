@@ -167,19 +167,29 @@ export class MembershipCache {
   async get(): Promise<Index> {
     if (this.current && Date.now() - this.current.builtAt < this.ttlMs) return this.current;
     if (!this.building) {
-      this.building = this.build().then(
+      const building = this.build().then(
         (idx) => {
-          this.current = idx;
-          this.building = undefined;
+          // a build that started before a write (invalidate) answers its callers but is not kept
+          if (this.building === building) {
+            this.current = idx;
+            this.building = undefined;
+          }
           return idx;
         },
         (err: unknown) => {
-          this.building = undefined;
+          if (this.building === building) this.building = undefined;
           throw err;
         },
       );
+      this.building = building;
     }
     return this.building;
+  }
+
+  /** A write changed membership or names: the next read builds the index anew. */
+  invalidate(): void {
+    this.current = undefined;
+    this.building = undefined;
   }
 }
 

@@ -20,6 +20,8 @@ export class Metrics {
   readonly deliveries = new Counter({ name: 'ldap_gateway_provisioning_deliveries_total', help: 'Outbox delivery attempts by outcome (delivered, retried, failed) and failure reason', labelNames: ['outcome', 'reason'] as const, registers: [this.registry] });
   readonly lockoutTrips = new Counter({ name: 'ldap_gateway_lockout_trips_total', help: 'Binds refused by the lockout shield, by the window that tripped (account_ip, account, ip)', labelNames: ['scope'] as const, registers: [this.registry] });
   readonly reloads = new Counter({ name: 'ldap_gateway_config_reloads_total', help: 'Configuration reloads (SIGHUP) by result; a failed one leaves the running configuration in place', labelNames: ['result'] as const, registers: [this.registry] });
+  readonly writes = new Counter({ name: 'ldap_gateway_writes_total', help: 'Writes carried to AD (add, modify, modifyDN, delete, passwordModify) by result: success, refused (by the gateway: policy, read-only, dry run), failed (AD refused or unreachable)', labelNames: ['op', 'result'] as const, registers: [this.registry] });
+  readonly writeDuration = new Histogram({ name: 'ldap_gateway_write_duration_seconds', help: 'Time to carry a write to AD, look-ups included, by operation', labelNames: ['op'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly upstreamDuration = new Histogram({ name: 'ldap_gateway_upstream_duration_seconds', help: 'Upstream operation latency, by operation and domain controller', labelNames: ['op', 'dc', 'outcome'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
 
   constructor() {
@@ -46,7 +48,12 @@ export class Metrics {
     this.binds.inc({ result, reason });
   }
 
-  upstream(op: 'search' | 'bind', dc: string, seconds: number, ok: boolean): void {
+  write(op: string, result: 'success' | 'refused' | 'failed', seconds: number): void {
+    this.writes.inc({ op, result });
+    this.writeDuration.observe({ op }, seconds);
+  }
+
+  upstream(op: 'search' | 'bind' | 'write', dc: string, seconds: number, ok: boolean): void {
     this.upstreamDuration.observe({ op, dc, outcome: ok ? 'ok' : 'error' }, seconds);
   }
 

@@ -39,3 +39,25 @@ export interface StateStores {
   windowCounter(name: string, o: { windowMs: number; /** events kept per key */ cap: number; max: number }): WindowCounter;
   rateLimiter(name: string, o: { ratePerSec: number; burst: number; max: number }): RateLimiter;
 }
+
+/**
+ * A TtlMap whose entries can all be forgotten at once (after a write changed what they remember): keys
+ * carry a generation, and forgetAll() starts a new one; the old entries age out of the inner map.
+ */
+export class ForgetfulMap<V> implements TtlMap<V> {
+  private generation = 0;
+  constructor(private readonly inner: TtlMap<V>) {}
+  private k = (key: string) => `${this.generation}|${key}`;
+  get(key: string): Promise<V | undefined> {
+    return this.inner.get(this.k(key));
+  }
+  set(key: string, value: V, ttlMs?: number): Promise<void> {
+    return this.inner.set(this.k(key), value, ttlMs);
+  }
+  delete(key: string): Promise<void> {
+    return this.inner.delete(this.k(key));
+  }
+  forgetAll(): void {
+    this.generation++;
+  }
+}

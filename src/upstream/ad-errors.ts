@@ -21,3 +21,42 @@ export function decodeBindFailure(diagnostic: string): BindReason {
   if (!m) return 'bad_credentials';
   return DATA_CODES[(m[1] as string).toLowerCase()] ?? 'bad_credentials';
 }
+
+// AD's refusals of writes: the code says what kind, the diagnostic's leading Win32 error says why
+// (MS-ERREF): 0000052D password policy (too short, complexity, history, minimum age), 00000056 the old
+// password does not match, 00002071 already exists, 00000005 access denied, 0000001F / 00002077
+// an attribute or value AD will not take.
+export type WriteReason =
+  | 'ok'
+  | 'password_policy'
+  | 'old_password_mismatch'
+  | 'already_exists'
+  | 'no_such_object'
+  | 'insufficient_rights'
+  | 'constraint_violation'
+  | 'unwilling'
+  | 'upstream_unavailable'
+  | 'upstream_error';
+
+export function decodeWriteFailure(code: number, diagnostic: string): WriteReason {
+  const win32 = /^([0-9A-F]{8}):/i.exec(diagnostic.trim())?.[1]?.toUpperCase();
+  if (win32 === '0000052D') return 'password_policy';
+  if (win32 === '00000056') return 'old_password_mismatch';
+  switch (code) {
+    case 68:
+      return 'already_exists';
+    case 32:
+      return 'no_such_object';
+    case 50:
+      return 'insufficient_rights';
+    case 19:
+      return /password/i.test(diagnostic) ? 'password_policy' : 'constraint_violation';
+    case 53:
+      return 'unwilling';
+    case 51:
+    case 52:
+      return 'upstream_unavailable';
+    default:
+      return 'upstream_error';
+  }
+}

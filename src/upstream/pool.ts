@@ -47,11 +47,31 @@ export class DcSet {
     };
   }
 
-  /** DCs to try, in configured order; those in back-off come last, so an all-down set still retries. */
+  private pin: { url: string; until: number } | undefined;
+
+  /**
+   * DCs to try, in configured order; those in back-off come last, so an all-down set still retries.
+   * A DC pinned after a write comes first while the pin lasts.
+   */
   candidates(now = Date.now()): string[] {
     const ready = this.dcs.filter((d) => d.downUntil <= now);
     const waiting = this.dcs.filter((d) => d.downUntil > now).sort((a, b) => a.downUntil - b.downUntil);
-    return [...ready, ...waiting.slice(0, ready.length ? 0 : 1)].map((d) => d.url);
+    const order = [...ready, ...waiting.slice(0, ready.length ? 0 : 1)].map((d) => d.url);
+    const pinned = this.pinned(now);
+    return pinned && order.includes(pinned) ? [pinned, ...order.filter((u) => u !== pinned)] : order;
+  }
+
+  /** After a write: reads and binds go to this DC for ms (AD replicates between DCs with a delay). */
+  pinTo(url: string, ms: number): void {
+    if (ms > 0 && this.dcs.length > 1) this.pin = { url, until: Date.now() + ms };
+  }
+
+  /** The DC reads must go to now, if a recent write pinned one and it is not in back-off. */
+  pinned(now = Date.now()): string | undefined {
+    const p = this.pin;
+    if (!p || p.until <= now) return undefined;
+    const dc = this.dcs.find((d) => d.url === p.url);
+    return dc && dc.downUntil <= now ? p.url : undefined;
   }
 
   markDown(url: string, err: unknown): void {
@@ -137,9 +157,10 @@ export class Pool {
   /** Lease a connection; every acquire is paired with one release (pass the error if the work failed). */
   async acquire(): Promise<PooledConnection> {
     if (this.closed) throw new UpstreamUnavailableError('upstream pool is closed');
+    const pinned = this.dcs.pinned();
     if (this.opts.mode === 'shared') {
       let best: PooledConnection | undefined;
-      for (const c of this.conns) if (!c.broken && c.client.isConnected && (!best || c.inFlight < best.inFlight)) best = c;
+      for (const c of this.conns) if (!c.broken && c.client.isConnected && (!pinned || c.url === pinned) && (!best || c.inFlight < best.inFlight)) best = c;
       if (best && (best.inFlight === 0 || this.conns.size + this.opening >= this.opts.size)) {
         best.inFlight++;
         return best;
@@ -147,6 +168,20 @@ export class Pool {
       const c = await this.open();
       c.inFlight++;
       return c;
+    }
+    if (pinned) {
+      // reads after a write go to the DC that took it: an idle connection there, or a new one (an idle
+      // connection to another DC makes room for it)
+      const i = this.idle.findIndex((c) => c.url === pinned);
+      if (i >= 0) this.idle.push(...this.idle.splice(i, 1)); // the pop below takes it
+      else {
+        if (this.conns.size + this.opening >= this.opts.size && this.idle.length > 0) this.discard(this.idle[0] as PooledConnection);
+        if (this.conns.size + this.opening < this.opts.size) {
+          const c = await this.open();
+          c.inFlight++;
+          return c;
+        }
+      }
     }
     while (this.idle.length > 0) {
       const c = this.idle.pop() as PooledConnection;

@@ -1,10 +1,10 @@
 // The gateway's one door to the directory servers: service searches (paged, references dropped) and
 // user binds, each on its own pool. Everything ldapts-shaped stays in this folder.
-import { InvalidCredentialsError, ResultCodeError, type Entry } from 'ldapts';
+import { Attribute, Change, InvalidCredentialsError, ResultCodeError, type Entry } from 'ldapts';
 import type { UpstreamConfig } from '../config/schema';
 import type { AdEntry, AdValue } from '../directory/mapping';
 import type { BindReason } from '../auth/reasons';
-import { decodeBindFailure } from './ad-errors';
+import { decodeBindFailure, decodeWriteFailure, type WriteReason } from './ad-errors';
 import { DcSet, isConnectionError, Pool, UpstreamUnavailableError, type PooledConnection } from './pool';
 
 /** Binary attributes: ldapts would otherwise decode them as (broken) UTF-8. */
@@ -23,8 +23,37 @@ export type UpstreamBindResult =
   | { ok: false; reason: BindReason; diagnostic: string; dc?: string; ms: number };
 
 export interface UpstreamTiming {
-  (op: 'search' | 'bind', dc: string, seconds: number, ok: boolean): void;
+  (op: 'search' | 'bind' | 'write', dc: string, seconds: number, ok: boolean): void;
 }
+
+/** One change of an AD Modify; values as bytes where they are not text (unicodePwd). */
+export interface AdChange {
+  operation: 'add' | 'delete' | 'replace';
+  type: string;
+  values: Array<string | Buffer>;
+}
+
+export type AdWrite =
+  | { op: 'add'; dn: string; attributes: Array<{ type: string; values: Array<string | Buffer> }> }
+  | { op: 'modify'; dn: string; changes: AdChange[] }
+  /** a new RDN under the same parent */
+  | { op: 'rename'; dn: string; newRdn: string }
+  | { op: 'delete'; dn: string };
+
+/** AD refused a write (its code and decoded reason), or no DC could take it (code 52). */
+export class WriteFailure extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: WriteReason,
+    readonly diagnostic: string,
+    readonly dc?: string,
+  ) {
+    super(diagnostic);
+    this.name = 'WriteFailure';
+  }
+}
+
+const withoutCodeSuffix = (m: string) => m.replace(/ Code: 0x[0-9a-f]+$/i, '');
 
 /** AD's ranged answer for a large multi-valued attribute: `member;range=0-1499` (MS-ADTS 3.1.1.3.1.3.3). */
 const RANGED = /^([^;]+);range=(\d+)-(\d+|\*)$/i;
@@ -76,6 +105,63 @@ export class Upstream {
     this.service = new Pool(this.dcs, { name: 'service', size: cfg.pool.service, mode: 'shared', bindDN: cfg.bind.dn, bindPassword: cfg.bind.password });
     this.binds = new Pool(this.dcs, { name: 'bind', size: cfg.pool.bind, mode: 'exclusive', bindDN: '', bindPassword: '' });
     this.pageSize = cfg.pageSize;
+    this.stickyMs = cfg.stickyAfterWriteMs;
+    // every DC reached over LDAPS, or StartTLS on each: only then may a password travel
+    this.encrypted = cfg.startTLS || cfg.urls.every((u) => u.toLowerCase().startsWith('ldaps://'));
+  }
+
+  /** Whether every upstream connection is encrypted (a password may only be written over one). */
+  readonly encrypted: boolean;
+  private readonly stickyMs: number;
+
+  /** Read one entry by DN; undefined when AD has no such object. */
+  async read(dn: string, attributes: string[]): Promise<AdEntry | undefined> {
+    try {
+      const res = await this.service.use((c) => c.client.search(dn, { scope: 'base', filter: '(objectClass=*)', attributes, explicitBufferAttributes: BINARY_ATTRIBUTES }));
+      const e = res.searchEntries[0];
+      return e ? toAdEntry(e) : undefined;
+    } catch (err) {
+      if (err instanceof ResultCodeError && err.code === 32) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * One write on a service connection. Resolves with the DC that took it, which reads and binds then
+   * prefer for stickyAfterWriteMs; a refusal or an unreachable directory becomes a WriteFailure.
+   */
+  async write(w: AdWrite): Promise<string> {
+    const t0 = process.hrtime.bigint();
+    let dc: string | undefined;
+    try {
+      await this.service.use(async (c) => {
+        dc = c.url;
+        await this.timedWrite(c, t0, async () => {
+          switch (w.op) {
+            case 'add':
+              return c.client.add(w.dn, w.attributes.map((a) => new Attribute({ type: a.type, values: a.values as string[] })));
+            case 'modify':
+              return c.client.modify(
+                w.dn,
+                w.changes.map((ch) => new Change({ operation: ch.operation, modification: new Attribute({ type: ch.type, values: ch.values as string[] }) })),
+              );
+            case 'rename':
+              return c.client.modifyDN(w.dn, w.newRdn);
+            case 'delete':
+              return c.client.del(w.dn);
+          }
+        });
+      });
+      this.dcs.pinTo(dc as string, this.stickyMs);
+      return dc as string;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (err instanceof ResultCodeError) {
+        const diagnostic = withoutCodeSuffix(message);
+        throw new WriteFailure(err.code, decodeWriteFailure(err.code, diagnostic), diagnostic, dc);
+      }
+      throw new WriteFailure(52, 'upstream_unavailable', message, dc);
+    }
   }
 
   /**
@@ -186,6 +272,20 @@ export class Upstream {
 
   async close(): Promise<void> {
     await Promise.all([this.service.close(), this.binds.close()]);
+  }
+
+  private async timedWrite<T>(c: PooledConnection, t0: bigint, fn: () => Promise<T>): Promise<T> {
+    let ok = false;
+    try {
+      const r = await fn();
+      ok = true;
+      return r;
+    } catch (err) {
+      ok = err instanceof ResultCodeError; // AD answered: the DC is healthy
+      throw err;
+    } finally {
+      this.timing('write', c.url, Number(process.hrtime.bigint() - t0) / 1e9, ok);
+    }
   }
 
   private async timed<T>(op: 'search' | 'bind', c: PooledConnection, t0: bigint, fn: () => Promise<T>): Promise<T> {
