@@ -533,7 +533,8 @@ export class DirectoryWriter {
     return target.kind === 'user' ? this.modifyUser(op, target.entry, p) : this.modifyGroup(op, target.entry, p);
   }
 
-  private async modifyUser(op: ModifyOp, e: AdEntry, p: WritesConfig): Promise<Plan> {
+  /** explicitRename: a ModifyDN of an AD DN, where renaming the CN is the request itself */
+  private async modifyUser(op: ModifyOp, e: AdEntry, p: WritesConfig, explicitRename = false): Promise<Plan> {
     const changes: AdChange[] = [];
     const pwChanges: AdChange[] = [];
     let password: string | undefined;
@@ -598,6 +599,15 @@ export class DirectoryWriter {
       const at = upn?.lastIndexOf('@') ?? -1;
       if (upn && at > 0 && sameName(upn.slice(0, at), oldKey) && !changes.some((c) => c.type.toLowerCase() === 'userprincipalname')) changes.push({ operation: 'replace', type: 'userPrincipalName', values: [`${newKey}${upn.slice(at)}`] });
     }
+    // The AD object's CN (its RDN) follows the name only where it mirrors the name, as for the users the
+    // gateway creates. Defguard sends cn=<username> in every W2: an existing "CN=Alice Anderson" keeps its
+    // CN (and its DN, which other systems may hold), and the rest of the Modify is applied.
+    let reason: string | undefined;
+    const currentCn = firstRdnValue(e.dn, 'cn');
+    if (!sameName(currentCn, oldKey) && !explicitRename) {
+      if (newCn !== undefined) reason = 'cn_kept';
+      newCn = undefined;
+    } else if (newCn === undefined && newKey !== undefined) newCn = newKey;
     const steps: Step[] = [];
     const mods = [...pwChanges, ...changes];
     if (disabled !== undefined) steps.push({ op: 'setDisabled', dn: e.dn, disabled, also: mods });
@@ -609,7 +619,7 @@ export class DirectoryWriter {
     }
     const from = this.o.naming.userDN({ key: oldKey, dn: e.dn });
     const to = this.o.naming.userDN({ key: newKey ?? oldKey, dn: adDn });
-    return { adDn: e.dn, steps, password, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string } } : {}) };
+    return { adDn: e.dn, steps, password, reason, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string } } : {}) };
   }
 
   private async modifyGroup(op: ModifyOp, g: AdEntry, p: WritesConfig): Promise<Plan> {
@@ -698,13 +708,11 @@ export class DirectoryWriter {
     const asModify = (attr: string): ModifyOp => ({ op: 'modify', messageId: op.messageId, dn: op.dn, changes: [{ operation: 'replace', attribute: { type: attr, values: [Buffer.from(ava.value, 'utf8')] } }] });
     if (target.kind === 'user') {
       // the virtual RDN is the key (uid); an AD RDN is the cn
+      // the RDN of a virtual user DN is the key (uid: a rename of the account); of an AD DN, the cn
       const inv = inverse(this.o.users, 'user', type);
-      if (inv.kind !== 'key' && inv.kind !== 'rdn') throw new Answer(ResultCode.namingViolation, 'rdn_attribute', `a user's RDN is ${this.o.naming.bindTree ? this.o.users.keyAttr : 'cn'}, not ${type}`);
-      const plan = await this.modifyUser(asModify(type), target.entry, p);
-      // the cn follows a key rename when it was the old name (as for users the gateway created)
-      const oldKey = first(target.entry, this.o.users.dnSource);
-      if (inv.kind === 'key' && sameName(firstRdnValue(target.entry.dn, 'cn'), oldKey) && !plan.steps.some((s) => s.op === 'rename')) plan.steps.push({ op: 'rename', dn: target.entry.dn, newRdn: `CN=${escapeDNValue(ava.value)}` });
-      return plan;
+      const wanted = this.o.naming.bindTree ? 'key' : 'rdn';
+      if (inv.kind !== wanted) throw new Answer(ResultCode.namingViolation, 'rdn_attribute', `a user's RDN is ${this.o.naming.bindTree ? this.o.users.keyAttr : 'cn'}, not ${type}`);
+      return this.modifyUser(asModify(type), target.entry, p, wanted === 'rdn');
     }
     if (type.toLowerCase() !== 'cn') throw new Answer(ResultCode.namingViolation, 'rdn_attribute', `a group's RDN is cn, not ${type}`);
     return this.modifyGroup(asModify('cn'), target.entry, p);
