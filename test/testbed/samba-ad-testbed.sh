@@ -136,6 +136,7 @@ provision() {
 	log level = 1
 	max log size = 10000
 	tls enabled = yes
+	old password allowed period = 0
 EOF
   if [ "$TLS" = custom ]; then
     make_cert
@@ -200,6 +201,29 @@ mkuser() {  # mkuser sam given sn phone [extra samba-tool args]
   local u=$1 g=$2 s=$3 p=$4; shift 4
   st user create "$u" "$USERPASS" --given-name="$g" --surname="$s" --mail-address="$u@$realm_lc" \
      --telephone-number="$p" --userou=OU=People --use-username-as-cn "$@"
+}
+
+# What an AD administrator would delegate to the gateway's service account so that it may write through
+# (issue 12), least privilege, on the two OUs it manages (the Delegation of Control wizard's "create,
+# delete and manage user accounts / groups", without Full Control): ACEs added with samba-tool dsacl,
+# inherited by every object below (Samba also applies them to the objects already there):
+#   OU=People  (OA;CI;CCDC;<user>;;SID)              create and delete user objects
+#              (OA;CIIO;RPWP;;<user>;SID)            read and write every property of users below
+#              (OA;CIIO;CR;<Reset-Password>;<user>;SID)  reset their passwords (User-Force-Change-Password)
+#   OU=Groups  (OA;CI;CCDC;<group>;;SID)             create and delete group objects
+#              (OA;CIIO;RPWP;;<group>;SID)           read and write every property of groups below
+#                                                    (member, cn/name, sAMAccountName, adminDescription)
+# Nothing outside these two OUs (OU=Contractors, OU=Bulk, CN=Users) is writable by svc-gateway; changing
+# one's own password is every user's right already. Not the Account Operators group: that would give
+# svc-gateway every OU of the domain.
+delegate_gateway() {
+  local sid
+  sid=$(samba-tool user show svc-gateway --attributes=objectSid -s "$CONF" 2>>"$DIR/log/populate.log" | awk '/^objectSid:/{print $2}')
+  [ -n "$sid" ] || die "no objectSid for svc-gateway"
+  local user=bf967aba-0de6-11d0-a285-00aa003049e2 group=bf967a9c-0de6-11d0-a285-00aa003049e2 \
+        reset=00299570-246d-11d0-a768-00aa006e0529
+  st dsacl set --objectdn="OU=People,$BASE" --sddl="(OA;CI;CCDC;$user;;$sid)(OA;CIIO;RPWP;;$user;$sid)(OA;CIIO;CR;$reset;$user;$sid)"
+  st dsacl set --objectdn="OU=Groups,$BASE" --sddl="(OA;CI;CCDC;$group;;$sid)(OA;CIIO;RPWP;;$group;$sid)"
 }
 
 # ldap-gateway fixtures on top of the base set: mobile numbers, a CN with an escaped comma in a
@@ -281,6 +305,7 @@ populate() {
   st ou create OU=Contractors
   mkuser svc-gateway Gateway Service '+1 555 0100' --description='service account for the proxy'
   st user setexpiry svc-gateway --noexpiry
+  delegate_gateway                                       # write-through rights on OU=People and OU=Groups
   mkuser alice Alice Anderson '+1 555 0101'
   mkuser bob   Bob   Brown    '+1 555 0102'
   mkuser carol Carol Clark    '+1 555 0103'
