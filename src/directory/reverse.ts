@@ -38,6 +38,8 @@ const USER_SPECIALS: Record<string, Inverse> = {
 export function inverse(mapper: Mapper, kind: 'user' | 'group', name: string): Inverse {
   const lower = name.toLowerCase();
   if (kind === 'user' && USER_SPECIALS[lower]) return USER_SPECIALS[lower] as Inverse;
+  // AD's own member attribute, whichever name the group class shows members under
+  if (kind === 'group' && lower === 'member' && Object.values(mapper.rules).some((r) => 'computed' in r && r.computed === 'members')) return { kind: 'members' };
   let c = mapper.rule(name);
   if (!c) {
     // an AD name: the rule that reads it one to one (sAMAccountName -> uid)

@@ -51,6 +51,7 @@ t.test('rules without an inverse are read-only; unknown names are unmapped', asy
   for (const name of ['memberOf', 'entryUUID', 'objectSid', 'pwdChangedTime']) t.equal(inverse(users, 'user', name).kind, 'readOnly', name);
   t.equal(inverse(groups, 'group', 'entryUUID').kind, 'readOnly');
   t.same(inverse(groups, 'group', 'uniqueMember'), { kind: 'members' });
+  t.same(inverse(groups, 'group', 'member'), { kind: 'members' }, "AD's name for the members, whatever the group class");
   t.same(inverse(users, 'user', 'objectClass'), { kind: 'objectClass' });
   t.same(inverse(users, 'user', 'homeDirectory'), { kind: 'unknown' });
   t.same(inverse(groups, 'group', 'unicodePwd'), { kind: 'unknown' }, 'groups have no password');
