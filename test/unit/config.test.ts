@@ -89,3 +89,20 @@ t.test('TLS files must exist', async (t) => {
     ['listen.tls.key', `file ${join(dir, 'nope.key')} does not exist`],
   ]);
 });
+
+t.test('write policies: the OU an Add creates in must lie inside the source, and writes need an AD upstream', async (t) => {
+  const withWrites = (users: string, groups: string, extra = '') =>
+    `${minimal}${extra}consumers:\n  - name: defguard\n    bindDN: cn=defguard,dc=vpn,dc=example\n    password: consumer-pw-1\n    writes:\n      users: {ou: "${users}"}\n      groups: {ou: "${groups}"}\n`;
+  const ok = parseConfig(withWrites('OU=People,DC=example', 'OU=Groups,DC=example'), dir, { PW: 'x' });
+  t.match(ok.consumers[0]?.writes, { dryRun: false, users: { ou: 'OU=People,DC=example', create: true, delete: 'disable' }, groups: { lastMember: 'keep', members: 'managed', delete: 'delete', groupType: -2147483646, manage: [] } }, 'the protective defaults');
+  const sourced = minimal.replace('  baseDN: dc=vpn,dc=example\n', '  baseDN: dc=vpn,dc=example\n  users: {source: {base: "OU=People,DC=example"}}\n  groups: {source: {base: "OU=Groups,DC=example"}}\n');
+  refused(t, 'a users OU outside the users source', withWrites('OU=Elsewhere,DC=example', 'OU=Groups,DC=example').replace(minimal, sourced), { PW: 'x' }, [
+    ['consumers[0].writes.users.ou', 'must lie inside the users source (directory.users.source.base, or upstream.baseDN)'],
+  ]);
+  refused(t, 'a groups OU outside the domain', withWrites('OU=People,DC=example', 'OU=Groups,DC=other'), { PW: 'x' }, [
+    ['consumers[0].writes.groups.ou', 'must lie inside the groups source (directory.groups.source.base, or upstream.baseDN)'],
+  ]);
+  refused(t, 'writes to an OpenLDAP upstream', withWrites('OU=People,DC=example', 'OU=Groups,DC=example').replace('  baseDN: DC=example\n', '  baseDN: DC=example\n  flavor: openldap\n'), { PW: 'x' }, [
+    ['consumers[0].writes', 'write-through is implemented for Active Directory only (upstream.flavor: ad)'],
+  ]);
+});
