@@ -136,7 +136,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     groupsSource,
     domainBase: upCfg.baseDN,
     upstream,
-    renames: shared.state.ttlMap<string>('renames', { max: 10_000, ttlMs: 120_000 }),
+    renames: shared.state.ttlMap<{ to: string; adDn: string }>('renames', { max: 10_000, ttlMs: 120_000 }),
     diagnostics: cfg.auth.diagnostics,
     async changed(what) {
       // what remembers the directory forgets it: the next read and bind see the write

@@ -65,7 +65,7 @@ export interface WriterOptions {
   domainBase: string;
   upstream: WriteUpstream;
   /** virtual DNs a Modify just renamed (old -> new, normalized), so Defguard's ModifyDN that follows is answered */
-  renames: TtlMap<string>;
+  renames: TtlMap<{ to: string; adDn: string }>;
   diagnostics: 'reason' | 'raw' | 'none';
   /** something changed in AD: forget what remembers it (a password: the account and its new password) */
   changed(what: { adDn: string; password?: string }): Promise<void>;
@@ -82,7 +82,7 @@ interface Plan {
   /** why nothing or something other than the literal request was done (audit reason) */
   reason?: string;
   /** after success: a virtual rename to remember, a password to forget */
-  renamed?: { from: string; to: string };
+  renamed?: { from: string; to: string; adDn: string };
   password?: string;
 }
 
@@ -164,7 +164,7 @@ export class DirectoryWriter {
         audit.dc = await this.run(step);
         touched = step.op === 'rename' ? `${step.newRdn},${parentOf(step.dn)}` : step.dn;
       }
-      if (plan.renamed) await this.o.renames.set(plan.renamed.from, plan.renamed.to);
+      if (plan.renamed) await this.o.renames.set(plan.renamed.from, { to: plan.renamed.to, adDn: plan.renamed.adDn });
       audit.reason = plan.reason ?? 'ok';
       return { code: ResultCode.success, ...(plan.reason ? { message: plan.reason.replace(/_/g, ' ') } : {}) };
     } catch (err) {
@@ -619,7 +619,7 @@ export class DirectoryWriter {
     }
     const from = this.o.naming.userDN({ key: oldKey, dn: e.dn });
     const to = this.o.naming.userDN({ key: newKey ?? oldKey, dn: adDn });
-    return { adDn: e.dn, steps, password, reason, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string } } : {}) };
+    return { adDn: e.dn, steps, password, reason, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string, adDn } } : {}) };
   }
 
   private async modifyGroup(op: ModifyOp, g: AdEntry, p: WritesConfig): Promise<Plan> {
@@ -678,7 +678,7 @@ export class DirectoryWriter {
     }
     const from = this.o.naming.groupDN({ key: oldKey, dn: g.dn });
     const to = this.o.naming.groupDN({ key: newKey ?? oldKey, dn: adDn });
-    return { adDn: g.dn, steps, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string } } : {}) };
+    return { adDn: g.dn, steps, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string, adDn } } : {}) };
   }
 
   // ---- ModifyDN ----
@@ -702,7 +702,7 @@ export class DirectoryWriter {
     const newDn = `${formatDN([[ava]])},${parent}`;
     // Defguard renames with a Modify of the name first, then sends the ModifyDN: already done
     const done = await this.o.renames.get(norm(op.dn) ?? '');
-    if (done !== undefined && done === norm(newDn)) return { steps: [], reason: 'renamed_by_the_preceding_modify' };
+    if (done !== undefined && done.to === norm(newDn)) return { steps: [], adDn: done.adDn, reason: 'renamed_by_the_preceding_modify' };
     const target = await this.existing(op.dn);
     const type = ava.type;
     const asModify = (attr: string): ModifyOp => ({ op: 'modify', messageId: op.messageId, dn: op.dn, changes: [{ operation: 'replace', attribute: { type: attr, values: [Buffer.from(ava.value, 'utf8')] } }] });
