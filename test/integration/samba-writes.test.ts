@@ -59,8 +59,8 @@ const PASSWORDS = [NEWBIE_PW, SHORT_PW, CLI_PW, CLI_RESET_PW, CAROL_PW, BOB_PW, 
 const env = (): NodeJS.ProcessEnv => ({ ...sambaEnv(), SAMBA_AD_LDAPS_URL: LDAPS, SAMBA_AD_URL: `ldap://${IP}:389`, SAMBA_AD_CA_FILE: CA });
 
 /**
- * config/examples/samba-ad.yaml as shipped (ephemeral ports), its defguard consumer given a write policy
- * with the protective defaults, plus two consumers for the refusals: one that may write users only, one
+ * config/examples/samba-ad.yaml as shipped (ephemeral ports), its defguard consumer with the write policy
+ * the example ships (the protective defaults), plus two consumers for the refusals: one that may write users only, one
  * in dry-run mode; end users may change their own password. `urls` replaces the upstream.
  */
 function gatewayYaml(o: { urls?: string[] } = {}): string {
@@ -68,7 +68,9 @@ function gatewayYaml(o: { urls?: string[] } = {}): string {
   cfg.auth = { ...(cfg.auth ?? {}), passwordChange: 'self' };
   const dg = cfg.consumers.find((c) => c.name === 'defguard');
   if (!dg) throw new Error('config/examples/samba-ad.yaml has no defguard consumer');
-  dg.writes = { dryRun: false, users: { ou: PEOPLE }, groups: { ou: GROUPS } };
+  // the example's own policy, as shipped: writes to the test bed's People and Groups OUs
+  if (JSON.stringify(dg.writes) !== JSON.stringify({ dryRun: false, users: { ou: 'OU=People,${env:SAMBA_AD_BASE_DN}', delete: 'disable' }, groups: { ou: 'OU=Groups,${env:SAMBA_AD_BASE_DN}', members: 'managed', lastMember: 'keep' } }))
+    throw new Error(`config/examples/samba-ad.yaml: the defguard consumer's writes are not the documented protective policy: ${JSON.stringify(dg.writes)}`);
   cfg.consumers.push(
     { name: 'usersonly', bindDN: USERSONLY_DN, password: CONSUMER_PASSWORD, writes: { users: { ou: PEOPLE } } },
     { name: 'dryrun', bindDN: DRYRUN_DN, password: CONSUMER_PASSWORD, writes: { dryRun: true, users: { ou: PEOPLE }, groups: { ou: GROUPS } } },
