@@ -402,12 +402,9 @@ export class DirectoryWriter {
       switch (inv.kind) {
         case 'objectClass':
           break;
-        case 'key': {
-          const v = single(a);
-          if (key !== undefined && !sameName(key, v)) throw new Answer(ResultCode.namingViolation, 'key_mismatch', `${a.type}=${v} does not match the entry's name ${key}`);
-          key = v;
+        case 'key':
+          key = agreeingKey(key, a);
           break;
-        }
         case 'rdn':
           cn = single(a);
           break;
@@ -431,11 +428,8 @@ export class DirectoryWriter {
       }
     }
     if (key === undefined) throw new Answer(ResultCode.objectClassViolation, 'no_name', 'a user needs a name: uid or sAMAccountName');
-    const bad = checkAccountName(key, 'user');
-    if (bad) throw new Answer(ResultCode.constraintViolation, 'invalid_name', bad);
     if (password !== undefined) this.passwordAllowed(password);
-    const adDn = dnKey === undefined ? op.dn : `CN=${escapeDNValue(cn ?? key)},${rules.ou}`;
-    if (dnKey === undefined && !isWithin(norm(op.dn) ?? '', norm(rules.ou) ?? '\0')) throw refuse('outside_ou', `users are created only in ${rules.ou} (writes.users.ou)`);
+    const adDn = placeNew('user', key, cn ?? key, dnKey === undefined ? op.dn : undefined, rules.ou);
     if (await this.nameTaken(key)) throw new Answer(ResultCode.entryAlreadyExists, 'already_exists', `an account named ${key} exists already`);
     const suffix = rules.upnSuffix ?? dcSuffix(this.o.domainBase);
     if (!attrs.has('userPrincipalName')) attrs.set('userPrincipalName', [`${key}@${suffix}`]);
@@ -476,12 +470,9 @@ export class DirectoryWriter {
       switch (inv.kind) {
         case 'objectClass':
           break;
-        case 'key': {
-          const v = single(a);
-          if (key !== undefined && !sameName(key, v)) throw new Answer(ResultCode.namingViolation, 'key_mismatch', `${a.type}=${v} does not match the entry's name ${key}`);
-          key = v;
+        case 'key':
+          key = agreeingKey(key, a);
           break;
-        }
         case 'attr':
           if (a.values.length) attrs.set(inv.ad, a.values.map(text));
           break;
@@ -494,10 +485,7 @@ export class DirectoryWriter {
       }
     }
     if (key === undefined) throw new Answer(ResultCode.objectClassViolation, 'no_name', 'a group needs a name: cn');
-    const bad = checkAccountName(key, 'group');
-    if (bad) throw new Answer(ResultCode.constraintViolation, 'invalid_name', bad);
-    const adDn = dnKey === undefined ? op.dn : `CN=${escapeDNValue(key)},${rules.ou}`;
-    if (dnKey === undefined && !isWithin(norm(op.dn) ?? '', norm(rules.ou) ?? '\0')) throw refuse('outside_ou', `groups are created only in ${rules.ou} (writes.groups.ou)`);
+    const adDn = placeNew('group', key, key, dnKey === undefined ? op.dn : undefined, rules.ou);
     if ((await this.nameTaken(key)) || (await this.byKey('group', key))) throw new Answer(ResultCode.entryAlreadyExists, 'already_exists', `a group or account named ${key} exists already`);
     const unique = [...new Map(members.map((m) => [norm(m) ?? m, m])).values()];
     return {
@@ -612,14 +600,7 @@ export class DirectoryWriter {
     const mods = [...pwChanges, ...changes];
     if (disabled !== undefined) steps.push({ op: 'setDisabled', dn: e.dn, disabled, also: mods });
     else if (mods.length) steps.push({ op: 'modify', dn: e.dn, changes: mods });
-    let adDn = e.dn;
-    if (newCn !== undefined) {
-      steps.push({ op: 'rename', dn: e.dn, newRdn: `CN=${escapeDNValue(newCn)}` });
-      adDn = `CN=${escapeDNValue(newCn)},${parentOf(e.dn)}`;
-    }
-    const from = this.o.naming.userDN({ key: oldKey, dn: e.dn });
-    const to = this.o.naming.userDN({ key: newKey ?? oldKey, dn: adDn });
-    return { adDn: e.dn, steps, password, reason, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string, adDn } } : {}) };
+    return { adDn: e.dn, steps, password, reason, ...this.renaming('user', e, oldKey, newKey, newCn, steps) };
   }
 
   private async modifyGroup(op: ModifyOp, g: AdEntry, p: WritesConfig): Promise<Plan> {
@@ -671,14 +652,24 @@ export class DirectoryWriter {
       changes.push({ operation: 'replace', type: 'sAMAccountName', values: [newKey] });
     }
     if (changes.length) steps.push({ op: 'modify', dn: g.dn, changes });
-    let adDn = g.dn;
-    if (newKey !== undefined) {
-      steps.push({ op: 'rename', dn: g.dn, newRdn: `CN=${escapeDNValue(newKey)}` });
-      adDn = `CN=${escapeDNValue(newKey)},${parentOf(g.dn)}`;
+    return { adDn: g.dn, steps, ...this.renaming('group', g, oldKey, newKey, newKey, steps) };
+  }
+
+  /**
+   * The AD rename (a new CN under the same parent) as the last step, and the virtual rename a Modify makes,
+   * remembered so that the ModifyDN Defguard sends next is answered.
+   */
+  private renaming(kind: 'user' | 'group', e: AdEntry, oldKey: string, newKey: string | undefined, newCn: string | undefined, steps: Step[]): Pick<Plan, 'renamed'> {
+    let adDn = e.dn;
+    if (newCn !== undefined) {
+      const newRdn = `CN=${escapeDNValue(newCn)}`;
+      steps.push({ op: 'rename', dn: e.dn, newRdn });
+      adDn = `${newRdn},${parentOf(e.dn)}`;
     }
-    const from = this.o.naming.groupDN({ key: oldKey, dn: g.dn });
-    const to = this.o.naming.groupDN({ key: newKey ?? oldKey, dn: adDn });
-    return { adDn: g.dn, steps, ...(norm(from) !== norm(to) ? { renamed: { from: norm(from) as string, to: norm(to) as string, adDn } } : {}) };
+    const dnOf = (key: string, dn: string) => (kind === 'user' ? this.o.naming.userDN({ key, dn }) : this.o.naming.groupDN({ key, dn }));
+    const from = norm(dnOf(oldKey, e.dn)) as string;
+    const to = norm(dnOf(newKey ?? oldKey, adDn)) as string;
+    return from !== to ? { renamed: { from, to, adDn } } : {};
   }
 
   // ---- ModifyDN ----
@@ -741,6 +732,25 @@ export class DirectoryWriter {
     if (rules.delete === 'refuse') throw refuse('groups_delete_refused', 'this consumer\'s write policy refuses group deletes (writes.groups.delete: refuse)');
     return { adDn: e.dn, steps: [{ op: 'delete', dn: e.dn }] };
   }
+}
+
+/** The name a key attribute gives, which must agree with the name already known (the DN's, or another key attribute's). */
+function agreeingKey(known: string | undefined, a: Attribute): string {
+  const v = single(a);
+  if (known !== undefined && !sameName(known, v)) throw new Answer(ResultCode.namingViolation, 'key_mismatch', `${a.type}=${v} does not match the entry's name ${known}`);
+  return v;
+}
+
+/**
+ * Where a new object goes in AD, its name checked against AD's rules: the DN the client gave (an AD DN,
+ * transparent mode), which must lie in the policy's OU, or CN=<cn> in that OU.
+ */
+function placeNew(kind: 'user' | 'group', key: string, cn: string, clientAdDn: string | undefined, ou: string): string {
+  const bad = checkAccountName(key, kind);
+  if (bad) throw new Answer(ResultCode.constraintViolation, 'invalid_name', bad);
+  if (clientAdDn === undefined) return `CN=${escapeDNValue(cn)},${ou}`;
+  if (!isWithin(norm(clientAdDn) ?? '', norm(ou) ?? '\0')) throw refuse('outside_ou', `${kind}s are created only in ${ou} (writes.${kind}s.ou)`);
+  return clientAdDn;
 }
 
 /** The one value of a single-valued write, as bytes. */
