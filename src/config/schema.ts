@@ -36,6 +36,9 @@ const listen = z
     idleTimeoutMs: z.int().nonnegative().default(300_000),
     maxPduBytes: z.int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
     maxOutstandingPerConnection: z.int().positive().default(32),
+    // PROXY protocol v1/v2 (HAProxy send-proxy-v2, cloud load balancers): accepted only from these
+    // addresses or CIDRs, and required from them; absent: off
+    proxyProtocol: z.strictObject({ trusted: z.array(z.string().min(1)).min(1) }).optional(),
   })
   .superRefine((v, ctx) => {
     if (!v.ldap && !v.ldaps) ctx.addIssue({ code: 'custom', message: 'set ldap, ldaps or both', path: [] });
@@ -175,8 +178,30 @@ const consumer = z.strictObject({
   writes: writes.optional(),
 });
 
+// Shared state of several replicas (issue 13). Absent: each process keeps its own (memory).
+const state = z.strictObject({
+  redis: z
+    .strictObject({
+      url: z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL'),
+      password: z.string().min(1).optional(),
+      tls: z.strictObject({ ca: z.string().optional(), verify: z.boolean().default(true) }).optional(),
+      // every key the gateway writes starts with this (several gateways may share one Redis)
+      keyPrefix: z.string().min(1).default('ldap-gateway:'),
+      // Redis unreachable: go on with per-process state (local, the default) or refuse binds with 52
+      onUnavailable: z.enum(['local', 'refuse']).default('local'),
+      connectTimeoutMs: z.int().positive().default(2000),
+      commandTimeoutMs: z.int().positive().default(1000),
+    })
+    .optional(),
+});
+
 export const configSchema = z
   .strictObject({
+    // this replica's name in logs and metrics (e.g. from the host or pod name)
+    instance: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only').optional(),
+    // gateway processes on this host sharing the listeners: a number, or auto (one per core)
+    workers: z.union([z.int().min(1).max(64), z.literal('auto')]).default(1),
+    state: state.prefault({}),
     listen,
     http: z.strictObject({ listen: hostPort.optional() }).default({}),
     log: z
@@ -278,5 +303,6 @@ export type Config = z.infer<typeof configSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type DirectoryConfig = z.infer<typeof directory>;
 export type ConsumerConfig = z.infer<typeof consumer>;
+export type StateConfig = z.infer<typeof state>;
 export type WritesConfig = z.infer<typeof writes>;
 export type ListenConfig = z.infer<typeof listen>;
