@@ -4,7 +4,7 @@ import { startGateway } from './app';
 import { ConfigError, loadConfigFile } from './config/load';
 import type { Config } from './config/schema';
 import { createLogger } from './observability/logger';
-import { Outbox } from './provisioning/outbox';
+import { openOutboxAdmin } from './provisioning/admin';
 import { mapUser } from './tools/map';
 import { readPassword, testBind } from './tools/test-bind';
 import { VERSION } from './version';
@@ -152,24 +152,30 @@ async function outboxCommand(argv: string[]): Promise<number> {
     process.stderr.write('ldap-gateway outbox: --id takes an event number\n');
     return 2;
   }
-  const outbox = new Outbox(cfg.provisioning.outbox);
+  let outbox;
+  try {
+    outbox = await openOutboxAdmin(cfg);
+  } catch (err) {
+    process.stderr.write(`ldap-gateway outbox: ${(err as Error).message}\n`);
+    return 1;
+  }
   try {
     if (verb === 'list') {
-      const events = outbox.list();
+      const events = await outbox.list();
       if (json) {
         process.stdout.write(`${JSON.stringify(events.map(({ payload: _p, ...e }) => e))}\n`);
       } else {
-        const s = outbox.stats();
-        process.stdout.write(`${s.pending} pending, ${s.dead} dead${s.pending ? `; oldest pending ${Math.round(s.oldestPendingAgeSeconds)} s old` : ''}\n`);
+        const s = await outbox.stats();
+        process.stdout.write(`${s.pending} pending, ${s.dead} dead${s.pending ? `; oldest pending ${Math.round(s.oldestPendingAgeSeconds)} s old` : ''}${outbox.where === 'redis' ? ` (Redis; ${s.local ?? 0} kept locally, waiting for Redis)` : ''}\n`);
         for (const e of events) {
           const when = e.state === 'pending' ? `next attempt ${new Date(e.nextAt).toISOString()}` : `dead: ${e.deadReason ?? ''}`;
           process.stdout.write(`${e.id}\t${e.state}\t${e.kind}\t${e.subject}\tattempts=${e.attempts}\t${when}${e.lastError && e.state === 'pending' ? `\tlast error: ${e.lastError}` : ''}\n`);
         }
       }
     } else if (verb === 'retry') {
-      process.stdout.write(`${outbox.retry(ids)} event(s) queued for delivery again\n`);
+      process.stdout.write(`${await outbox.retry(ids)} event(s) queued for delivery again\n`);
     } else {
-      process.stdout.write(`${outbox.purge(all)} event(s) deleted\n`);
+      process.stdout.write(`${await outbox.purge(all)} event(s) deleted\n`);
     }
   } finally {
     await outbox.close();

@@ -12,7 +12,8 @@ export type ProvisioningMode = 'off' | 'log-only' | 'defguard' | 'webhook';
 
 export interface ProvisionerOptions {
   mode: ProvisioningMode;
-  outbox?: Outbox;
+  /** where events are recorded: the outbox, or (a cluster worker) its supervisor's */
+  outbox?: Pick<Outbox, 'append'>;
   dedupeWindowMs: number;
   log: Logger;
   observe: (kind: 'bind.success' | 'bind.failure', outcome: 'recorded' | 'deduplicated' | 'logged') => void;

@@ -6,8 +6,10 @@ import type { DirectorySearch } from '../directory/search';
 import type { Metrics } from '../observability/metrics';
 import { DefguardClient } from './defguard';
 import type { BindSuccessEvent, ProvisionedUser } from './events';
-import { Outbox } from './outbox';
+import { Outbox, type OutboxEvent } from './outbox';
 import { Provisioner } from './provisioner';
+import { outboxRedis } from './redis-client';
+import { RedisOutbox } from './redis-outbox';
 import { defguardUsernameProblem } from './username';
 import { WebhookClient } from './webhook';
 import { DeliveryWorker, PermanentError, type DeliveryTarget } from './worker';
@@ -17,12 +19,24 @@ import type { AuthHooks } from '../core';
 /** the virtual attributes a provisioning event carries */
 const EVENT_ATTRIBUTES = ['uid', 'givenName', 'sn', 'mail', 'mobile', 'memberOf', 'entryUUID'];
 
-/** directory: the current core's (a reload replaces it) */
-export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, state: StateStores, directory: () => DirectorySearch): { authHooks: AuthHooks; stop(deadlineMs: number): Promise<void> } {
+/**
+ * directory: the current core's (a reload replaces it). remote: an outbox elsewhere (a cluster worker's
+ * supervisor): events are recorded there, and delivered from there, not here.
+ */
+export function startProvisioning(
+  cfg: Config,
+  log: Logger,
+  metrics: Metrics,
+  state: StateStores,
+  directory: () => DirectorySearch,
+  remote?: { append(e: OutboxEvent): Promise<void> },
+): { authHooks: AuthHooks; append?(e: OutboxEvent): Promise<void>; stop(deadlineMs: number): Promise<void> } {
   const p = cfg.provisioning;
   const durable = p.mode === 'defguard' || p.mode === 'webhook';
-  const outbox = durable ? new Outbox(p.outbox, p.mode === 'defguard', p.fsync) : undefined;
-  const provisioner = new Provisioner({ mode: p.mode, outbox, dedupeWindowMs: p.dedupeWindowMs, log, observe: (kind, outcome) => metrics.provisioningEvents.inc({ kind, outcome }) }, state);
+  // state.redis: the outbox every replica shares (redis-outbox.ts), with the local one for when Redis is unreachable
+  const redis = durable && !remote && cfg.state.redis ? outboxRedis(cfg.state.redis) : undefined;
+  const outbox = !durable || remote ? undefined : redis ? new RedisOutbox({ redis, keyPrefix: (cfg.state.redis as NonNullable<typeof cfg.state.redis>).keyPrefix, localDir: p.outbox, supersede: p.mode === 'defguard', fsync: p.fsync, log, ...(cfg.instance ? { consumer: `${cfg.instance}-${process.pid}` } : {}) }) : new Outbox(p.outbox, p.mode === 'defguard', p.fsync);
+  const provisioner = new Provisioner({ mode: p.mode, outbox: remote ?? outbox, dedupeWindowMs: p.dedupeWindowMs, log, observe: (kind, outcome) => metrics.provisioningEvents.inc({ kind, outcome }) }, state);
 
   let worker: DeliveryWorker | undefined;
   if (outbox) {
@@ -35,6 +49,7 @@ export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, st
       g.set({ state: 'dead' }, s.dead);
     });
     metrics.gauge('ldap_gateway_outbox_oldest_pending_age_seconds', 'Age of the oldest event waiting for delivery', [], (g) => g.set(outbox.stats().oldestPendingAgeSeconds));
+    if (outbox instanceof RedisOutbox) metrics.gauge('ldap_gateway_outbox_local_events', 'Events kept in the local outbox while Redis was unreachable, waiting to be handed over', [], (g) => g.set(outbox.stats().local));
   }
 
   const authHooks: AuthHooks =
@@ -64,9 +79,11 @@ export function startProvisioning(cfg: Config, log: Logger, metrics: Metrics, st
 
   return {
     authHooks,
+    ...(outbox ? { append: (e: OutboxEvent) => outbox.append(e) } : {}),
     async stop(deadlineMs) {
       await worker?.stop(deadlineMs);
       await outbox?.close();
+      if (redis) await redis.quit().catch(() => redis.disconnect());
     },
   };
 }

@@ -3,8 +3,19 @@
 // event leaves the outbox only once delivered, or is kept as a dead letter for `outbox retry`.
 import type { Logger } from 'pino';
 import type { StoredEvent } from './outbox';
-import type { Outbox } from './outbox';
 import { DeliveryError } from './http';
+
+/** Where events wait: the SQLite outbox (synchronous) or the Redis one (asynchronous). */
+export interface DeliveryQueue {
+  due(limit: number): StoredEvent[] | Promise<StoredEvent[]>;
+  /** when to look again (undefined: when something is appended) */
+  nextDue(): number | undefined | Promise<number | undefined>;
+  delivered(id: number): void | Promise<void>;
+  retryLater(id: number, nextAt: number, error: string): void | Promise<void>;
+  dead(id: number, reason: string, subject?: string): void | Promise<void>;
+  isDead(subject: string, reason: string): boolean | Promise<boolean>;
+  onAppend(fn: () => void): () => void;
+}
 
 export interface DeliveryTarget {
   deliver(e: StoredEvent): Promise<string>; // resolves with what happened (created, updated, sent…)
@@ -34,7 +45,7 @@ export class DeliveryWorker {
   private readonly unsubscribe: () => void;
 
   constructor(
-    private readonly outbox: Outbox,
+    private readonly outbox: DeliveryQueue,
     private readonly target: DeliveryTarget,
     private readonly o: WorkerOptions,
   ) {
@@ -54,7 +65,12 @@ export class DeliveryWorker {
     await this.loop;
     const until = Date.now() + deadlineMs;
     while (Date.now() < until) {
-      const [e] = this.outbox.due(1);
+      let e: StoredEvent | undefined;
+      try {
+        [e] = await this.outbox.due(1);
+      } catch {
+        break; // the queue is unreachable (Redis): what is left stays there
+      }
       if (!e) break;
       await this.deliverOne(e);
     }
@@ -62,14 +78,25 @@ export class DeliveryWorker {
   }
 
   private async run(): Promise<void> {
+    let failing = false;
     while (this.running) {
-      const batch = this.outbox.due(20);
-      for (const e of batch) {
-        if (!this.running) return;
-        await this.deliverOne(e);
+      let batch: StoredEvent[];
+      let next: number | undefined;
+      try {
+        batch = await this.outbox.due(20);
+        for (const e of batch) {
+          if (!this.running) return;
+          await this.deliverOne(e);
+        }
+        if (batch.length > 0) continue;
+        next = await this.outbox.nextDue();
+        failing = false;
+      } catch (err) {
+        // the queue is unreachable (Redis): look again in a second
+        if (!failing) this.o.log.warn({ event: 'delivery', err: (err as Error).message }, 'cannot take events for delivery: trying again');
+        failing = true;
+        next = Date.now() + 1000;
       }
-      if (batch.length > 0) continue;
-      const next = this.outbox.nextDue();
       const waitMs = Math.min(30_000, next === undefined ? 30_000 : Math.max(0, next - Date.now()));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, waitMs);
@@ -89,26 +116,26 @@ export class DeliveryWorker {
   private async deliverOne(e: StoredEvent): Promise<void> {
     try {
       const what = await this.target.deliver(e);
-      this.outbox.delivered(e.id);
+      await this.outbox.delivered(e.id);
       this.o.observe('delivered');
       this.o.log.info({ event: 'delivery', id: e.id, kind: e.kind, subject: e.subject, result: what, attempts: e.attempts + 1 }, 'event delivered');
     } catch (err) {
-      if (err instanceof PermanentError && this.outbox.isDead(e.subject, err.reason)) {
+      if (err instanceof PermanentError && (await this.outbox.isDead(e.subject, err.reason))) {
         // reported once already (see `outbox list`): not again for every later bind
-        this.outbox.delivered(e.id);
+        await this.outbox.delivered(e.id);
         this.o.observe('failed', err.reason);
       } else if (err instanceof PermanentError) {
-        this.outbox.dead(e.id, `${err.reason}: ${err.message}`, e.subject);
+        await this.outbox.dead(e.id, `${err.reason}: ${err.message}`, e.subject);
         this.o.observe('failed', err.reason);
         this.o.log.warn({ event: 'delivery', id: e.id, subject: e.subject, reason: err.reason, detail: err.message }, 'event rejected for good (dead letter)');
       } else if (err instanceof DeliveryError && !err.retryable) {
-        this.outbox.dead(e.id, err.message);
+        await this.outbox.dead(e.id, err.message);
         this.o.observe('failed', 'rejected');
         this.o.log.warn({ event: 'delivery', id: e.id, subject: e.subject, reason: 'rejected', detail: err.message }, 'event rejected for good (dead letter)');
       } else {
         const delay = err instanceof DeliveryError && err.retryAfterMs !== undefined ? Math.max(err.retryAfterMs, this.o.initialBackoffMs / 10) : this.backoff(e.attempts);
         const msg = err instanceof Error ? err.message : String(err);
-        this.outbox.retryLater(e.id, Date.now() + delay, msg);
+        await this.outbox.retryLater(e.id, Date.now() + delay, msg);
         this.o.observe('retried');
         this.o.log.info({ event: 'delivery', id: e.id, subject: e.subject, attempts: e.attempts + 1, retryInMs: delay, detail: msg }, 'delivery failed: will retry');
       }
