@@ -13,7 +13,7 @@ import type { Naming } from '../directory/naming';
 import { ResultCode } from '../ldap/protocol';
 import type { BindOp, LdapResult, SessionInfo } from '../ldap/types';
 import type { Policy } from './policy';
-import type { TtlMap } from '../state/types';
+import type { ForgetfulMap } from '../state/types';
 import { classifyBindName, lookupTerm, type BindName } from './bind-name';
 import type { ConsumerAccess, Identity } from './identity';
 import type { LockoutGuard } from './guard';
@@ -49,7 +49,7 @@ export interface AuthOptions {
   /** the lockout shield and bind rate limits (absent: none) */
   guard?: LockoutGuard;
   /** resolved bind names (name -> AD entries), reused briefly; absent: always look a name up */
-  resolved?: TtlMap<AdEntry[]>;
+  resolved?: ForgetfulMap<AdEntry[]>;
   /** who may bind at all (TLS required?) */
   policy: Policy;
 }
@@ -174,6 +174,7 @@ export class Authenticator {
     // only a look-up that found exactly one entry is reused, and only until a bind with that name fails
     const cacheKey = op.name.trim().toLowerCase();
     const resolved = this.o.resolved;
+    const since = resolved?.now;
     let found = await resolved?.get(cacheKey);
     if (!found) {
       try {
@@ -181,7 +182,8 @@ export class Authenticator {
       } catch (err) {
         return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err) };
       }
-      if (found.length === 1) await resolved?.set(cacheKey, found);
+      // a look-up that began before a write (which forgets every look-up) is not kept
+      if (found.length === 1) await resolved?.set(cacheKey, found, undefined, since);
     }
     if (found.length === 0) return local('unknown_user');
     if (found.length > 1) return local('ambiguous_user');

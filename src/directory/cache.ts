@@ -58,7 +58,13 @@ export class SearchCache {
     return r;
   }
 
-  async set(key: string, r: CachedResult): Promise<void> {
-    if (this.store && r.entries.length <= this.o.maxResultEntries) await this.store.set(key, r);
+  /** The point a look-up starts from: a result computed from it is kept only if no write came in between. */
+  get generation(): number {
+    return this.store?.now ?? 0;
+  }
+
+  /** since: `generation` when the search began (a write meanwhile: the result is not kept) */
+  async set(key: string, r: CachedResult, since = this.generation): Promise<void> {
+    if (this.store && r.entries.length <= this.o.maxResultEntries) await this.store.set(key, r, undefined, since);
   }
 }

@@ -24,6 +24,7 @@ export class SearchRunner {
 
   private async whole(op: SearchOp, scope: SearchScope, sink: SearchSink, identity: string): Promise<SearchOutcome> {
     const key = this.cache?.enabled ? this.cache.key(identity, op) : undefined;
+    const since = this.cache?.generation ?? 0;
     const hit = key ? await this.cache?.get(key) : undefined;
     if (hit) {
       for (const e of hit.entries) await sink.entry(e);
@@ -38,7 +39,7 @@ export class SearchRunner {
       for (;;) {
         const r = await gen.next();
         if (r.done) {
-          if (key && kept && r.value.code === ResultCode.success) await this.cache?.set(key, { entries: kept, end: r.value });
+          if (key && kept && r.value.code === ResultCode.success) await this.cache?.set(key, { entries: kept, end: r.value }, since);
           return r.value;
         }
         const limit = this.limit(op, sent, Date.now() - startedAt);

@@ -14,7 +14,7 @@ import type { WritesConfig } from '../config/schema';
 import { ResultCode } from '../ldap/protocol';
 import type { AddOp, Attribute, DeleteOp, LdapResult, ModifyDNOp, ModifyOp, PasswordModifyOp, WriteOp } from '../ldap/types';
 import type { TtlMap } from '../state/types';
-import type { WriteReason } from '../upstream/ad-errors';
+import { decodeWriteFailure, type WriteReason } from '../upstream/ad-errors';
 import { WriteFailure, type AdChange, type AdWrite } from '../upstream/upstream';
 import { escapeDNValue, firstRdnValue, isWithin, normalizeDN, parseDN, DnSyntaxError, formatDN } from './dn';
 import { escapeFilterValue } from './filter';
@@ -152,6 +152,7 @@ export class DirectoryWriter {
       ms: 0,
     };
     let touched: string | undefined;
+    let done = 0; // steps AD confirmed
     let plan: Plan | undefined;
     try {
       plan = await this.plan(op, rights);
@@ -161,8 +162,11 @@ export class DirectoryWriter {
         throw unsupported('dry_run', 'dry run: nothing was written; the AD operations this would send are in the gateway log');
       }
       for (const step of plan.steps) {
+        // set before the step: one that timed out after it was sent may have been applied all the same
+        touched = step.dn;
         audit.dc = await this.run(step);
-        touched = step.op === 'rename' ? `${step.newRdn},${parentOf(step.dn)}` : step.dn;
+        done++;
+        if (step.op === 'rename') touched = `${step.newRdn},${parentOf(step.dn)}`;
       }
       if (plan.renamed) await this.o.renames.set(plan.renamed.from, { to: plan.renamed.to, adDn: plan.renamed.adDn });
       audit.reason = plan.reason ?? 'ok';
@@ -175,7 +179,9 @@ export class DirectoryWriter {
       if (err instanceof WriteFailure && err.dc) audit.dc = err.dc;
       return { code: r.code, message: r.message };
     } finally {
-      if (touched) await this.o.changed({ adDn: plan?.adDn ?? touched, ...(audit.result === 0 && plan?.password !== undefined ? { password: plan.password } : {}) }).catch(() => undefined);
+      // the shield forgets the new password once the step that set it went through, whatever came after
+      const passwordSet = plan?.password !== undefined && plan.steps.slice(0, done).some(setsPassword);
+      if (touched) await this.o.changed({ adDn: plan?.adDn ?? touched, ...(passwordSet ? { password: plan?.password as string } : {}) }).catch(() => undefined);
       audit.ms = Math.round((performance.now() - t0) * 10) / 10;
       this.o.audit(audit);
     }
@@ -190,6 +196,13 @@ export class DirectoryWriter {
       return { code, reason: err.reason, message: `${prefix}Active Directory refused the write (${err.reason})${detail}` };
     }
     const message = err instanceof Error ? err.message : String(err);
+    // a look-up AD refused (busy, adminLimitExceeded, a DN it will not parse): its own code and reason
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'number' && code > 0 && code !== ResultCode.unavailable) {
+      const diagnostic = message.replace(/ Code: 0x[0-9a-f]+$/i, '');
+      const reason = decodeWriteFailure(code, diagnostic);
+      return { code, reason, message: `Active Directory refused a look-up for the write (${reason})${this.o.diagnostics === 'raw' ? `: ${diagnostic}` : ''}` };
+    }
     // a look-up before any write could not reach a DC
     return { code: ResultCode.unavailable, reason: 'upstream_unavailable', message: `no domain controller could take the write: ${message}` };
   }
@@ -253,8 +266,12 @@ export class DirectoryWriter {
     };
   }
 
-  private passwordAllowed(pw: string): void {
+  private encryptedUpstream(): void {
     if (!this.o.upstream.encrypted) throw unsupported('plain_upstream', 'passwords are written only over an encrypted upstream connection (LDAPS or StartTLS): configure upstream.urls as ldaps:// or upstream.startTLS');
+  }
+
+  private passwordAllowed(pw: string): void {
+    this.encryptedUpstream();
     if (pw === '') throw new Answer(ResultCode.constraintViolation, 'password_policy', 'the new password is empty');
   }
 
@@ -329,6 +346,17 @@ export class DirectoryWriter {
       if (entry) return { kind: w.kind, entry };
     }
     throw new Answer(ResultCode.noSuchObject, 'no_such_object', `no such entry: ${dn}`);
+  }
+
+  /** Whether a DN names an entry now (a fresh look-up). */
+  private async names(dn: string): Promise<boolean> {
+    try {
+      await this.existing(dn);
+      return true;
+    } catch (err) {
+      if (err instanceof Answer) return false;
+      throw err;
+    }
   }
 
   private async existingUser(dn: string): Promise<AdEntry> {
@@ -416,8 +444,7 @@ export class DirectoryWriter {
           password = passwordOf(inv, singleBytes(a));
           break;
         case 'disabled': {
-          const v = single(a);
-          disabled = inv.form === 'uac' ? (Number(v) & ACCOUNTDISABLE) !== 0 : v.toUpperCase() === 'TRUE';
+          disabled = disabledValue(a, inv.form);
           break;
         }
         case 'passthrough':
@@ -550,6 +577,8 @@ export class DirectoryWriter {
         }
         case 'password': {
           this.userRules(p, 'password');
+          // any password value, old ones too, travels only over an encrypted upstream
+          this.encryptedUpstream();
           if (operation === 'replace' || (operation === 'add' && !op.changes.some((c) => c.operation === 'delete' && inverse(this.o.users, 'user', c.attribute.type).kind === 'password'))) {
             password = passwordOf(inv, singleBytes(a));
             pwChanges.push({ operation: 'replace', type: 'unicodePwd', values: [unicodePwd(password)] });
@@ -564,8 +593,7 @@ export class DirectoryWriter {
         case 'disabled': {
           this.userRules(p, 'modify');
           if (operation === 'delete') throw unsupported('disabled_delete', `${a.type} cannot be deleted; replace it`);
-          const v = single(a);
-          disabled = inv.form === 'uac' ? (Number(v) & ACCOUNTDISABLE) !== 0 : v.toUpperCase() === 'TRUE';
+          disabled = disabledValue(a, inv.form);
           break;
         }
         case 'passthrough':
@@ -600,7 +628,7 @@ export class DirectoryWriter {
     const mods = [...pwChanges, ...changes];
     if (disabled !== undefined) steps.push({ op: 'setDisabled', dn: e.dn, disabled, also: mods });
     else if (mods.length) steps.push({ op: 'modify', dn: e.dn, changes: mods });
-    return { adDn: e.dn, steps, password, reason, ...this.renaming('user', e, oldKey, newKey, newCn, steps) };
+    return { adDn: e.dn, steps, password, reason, ...(await this.renaming('user', e, oldKey, newKey, newCn, steps)) };
   }
 
   private async modifyGroup(op: ModifyOp, g: AdEntry, p: WritesConfig): Promise<Plan> {
@@ -652,19 +680,22 @@ export class DirectoryWriter {
       changes.push({ operation: 'replace', type: 'sAMAccountName', values: [newKey] });
     }
     if (changes.length) steps.push({ op: 'modify', dn: g.dn, changes });
-    return { adDn: g.dn, steps, ...this.renaming('group', g, oldKey, newKey, newKey, steps) };
+    return { adDn: g.dn, steps, ...(await this.renaming('group', g, oldKey, newKey, newKey, steps)) };
   }
 
   /**
    * The AD rename (a new CN under the same parent) as the last step, and the virtual rename a Modify makes,
    * remembered so that the ModifyDN Defguard sends next is answered.
    */
-  private renaming(kind: 'user' | 'group', e: AdEntry, oldKey: string, newKey: string | undefined, newCn: string | undefined, steps: Step[]): Pick<Plan, 'renamed'> {
+  private async renaming(kind: 'user' | 'group', e: AdEntry, oldKey: string, newKey: string | undefined, newCn: string | undefined, steps: Step[]): Promise<Pick<Plan, 'renamed'>> {
     let adDn = e.dn;
     if (newCn !== undefined) {
       const newRdn = `CN=${escapeDNValue(newCn)}`;
-      steps.push({ op: 'rename', dn: e.dn, newRdn });
       adDn = `${newRdn},${parentOf(e.dn)}`;
+      // checked before anything is sent: a rename that fails after the attributes changed would leave
+      // sAMAccountName and cn disagreeing
+      if (norm(adDn) !== norm(e.dn) && (await this.o.upstream.read(adDn, ['1.1']))) throw new Answer(ResultCode.entryAlreadyExists, 'already_exists', `${adDn} exists already`);
+      steps.push({ op: 'rename', dn: e.dn, newRdn });
     }
     const dnOf = (key: string, dn: string) => (kind === 'user' ? this.o.naming.userDN({ key, dn }) : this.o.naming.groupDN({ key, dn }));
     const from = norm(dnOf(oldKey, e.dn)) as string;
@@ -692,8 +723,13 @@ export class DirectoryWriter {
     if (op.newSuperior !== undefined && norm(op.newSuperior) !== norm(parent)) throw unsupported('move', 'moving entries to another parent is not supported');
     const newDn = `${formatDN([[ava]])},${parent}`;
     // Defguard renames with a Modify of the name first, then sends the ModifyDN: already done
-    const done = await this.o.renames.get(norm(op.dn) ?? '');
-    if (done !== undefined && done.to === norm(newDn)) return { steps: [], adDn: done.adDn, reason: 'renamed_by_the_preceding_modify' };
+    const doneKey = norm(op.dn) ?? '';
+    const done = await this.o.renames.get(doneKey);
+    if (done !== undefined) {
+      await this.o.renames.delete(doneKey);
+      // answered 0 only when AD agrees: the old name is gone and the new one is there
+      if (done.to === norm(newDn) && !(await this.names(op.dn)) && (await this.names(newDn))) return { steps: [], adDn: done.adDn, reason: 'renamed_by_the_preceding_modify' };
+    }
     const target = await this.existing(op.dn);
     const type = ava.type;
     const asModify = (attr: string): ModifyOp => ({ op: 'modify', messageId: op.messageId, dn: op.dn, changes: [{ operation: 'replace', attribute: { type: attr, values: [Buffer.from(ava.value, 'utf8')] } }] });
@@ -724,10 +760,18 @@ export class DirectoryWriter {
     const rules = this.groupRules(p);
     const name = first(e, 'cn');
     if (!this.managed(e, rules)) throw refuse('unmanaged_group', `group ${name} is not managed by the gateway: it is never deleted or emptied`);
-    const members = e.attrs.get('member') ?? [];
-    // Defguard's W9: "the last member leaves, so delete the group" -- keep the group, remove the member
-    if (members.length === 1 && rules.lastMember === 'keep') {
-      return { adDn: e.dn, reason: 'last_member_removed_group_kept', steps: [{ op: 'modify', dn: e.dn, changes: [{ operation: 'delete', type: 'member', values: [String(members[0])] }] }] };
+    const members = (e.attrs.get('member') ?? []).map(String);
+    // Defguard's W9: it counts the members it is shown, and at the last one deletes the group. With
+    // lastMember: keep, a group that still has AD members is never deleted: the one member Defguard sees
+    // goes, the group (with any member Defguard does not see: computers, contacts, nested groups) stays.
+    if (rules.lastMember === 'keep' && members.length > 0) {
+      const shown: string[] = [];
+      for (const m of members) {
+        if (await this.byAdDn('user', m)) shown.push(m);
+        if (shown.length > 1) break;
+      }
+      if (shown.length === 1) return { adDn: e.dn, reason: 'last_member_removed_group_kept', steps: [{ op: 'modify', dn: e.dn, changes: [{ operation: 'delete', type: 'member', values: shown }] }] };
+      if (shown.length === 0) throw refuse('group_kept', `group ${name} still has members in AD that the gateway does not show as users (nested groups, computers, contacts): it is kept (writes.groups.lastMember: keep)`);
     }
     if (rules.delete === 'refuse') throw refuse('groups_delete_refused', 'this consumer\'s write policy refuses group deletes (writes.groups.delete: refuse)');
     return { adDn: e.dn, steps: [{ op: 'delete', dn: e.dn }] };
@@ -752,6 +796,19 @@ function placeNew(kind: 'user' | 'group', key: string, cn: string, clientAdDn: s
   if (!isWithin(norm(clientAdDn) ?? '', norm(ou) ?? '\0')) throw refuse('outside_ou', `${kind}s are created only in ${ou} (writes.${kind}s.ou)`);
   return clientAdDn;
 }
+
+/** The ACCOUNTDISABLE bit a userAccountControl (an integer) or accountDisabled (TRUE/FALSE) value asks for. */
+function disabledValue(a: Attribute, form: 'uac' | 'boolean'): boolean {
+  const v = single(a).trim();
+  if (form === 'uac') {
+    if (!/^-?\d+$/.test(v)) throw new Answer(ResultCode.invalidAttributeSyntax, 'bad_value', `${a.type} must be an integer, not "${v}"`);
+    return (Number(v) & ACCOUNTDISABLE) !== 0;
+  }
+  if (v !== 'TRUE' && v !== 'FALSE') throw new Answer(ResultCode.invalidAttributeSyntax, 'bad_value', `${a.type} must be TRUE or FALSE, not "${v}"`);
+  return v === 'TRUE';
+}
+
+const setsPassword = (s: Step): boolean => (s.op === 'modify' || s.op === 'setDisabled') && (s.op === 'modify' ? s.changes : (s.also ?? [])).some((c) => c.type === 'unicodePwd' && c.operation !== 'delete');
 
 /** The one value of a single-valued write, as bytes. */
 function singleBytes(a: Attribute): Buffer {

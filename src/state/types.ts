@@ -48,10 +48,16 @@ export class ForgetfulMap<V> implements TtlMap<V> {
   private generation = 0;
   constructor(private readonly inner: TtlMap<V>) {}
   private k = (key: string) => `${this.generation}|${key}`;
+  /** The generation now: a value computed from a look-up that starts now is stored only in it (set's `since`). */
+  get now(): number {
+    return this.generation;
+  }
   get(key: string): Promise<V | undefined> {
     return this.inner.get(this.k(key));
   }
-  set(key: string, value: V, ttlMs?: number): Promise<void> {
+  /** since: the generation when the value's look-up began; a value computed before a forgetAll() is not kept */
+  async set(key: string, value: V, ttlMs?: number, since = this.generation): Promise<void> {
+    if (since !== this.generation) return;
     return this.inner.set(this.k(key), value, ttlMs);
   }
   delete(key: string): Promise<void> {

@@ -160,7 +160,14 @@ export class Pool {
     const pinned = this.dcs.pinned();
     if (this.opts.mode === 'shared') {
       let best: PooledConnection | undefined;
-      for (const c of this.conns) if (!c.broken && c.client.isConnected && (!pinned || c.url === pinned) && (!best || c.inFlight < best.inFlight)) best = c;
+      let bestAny: PooledConnection | undefined;
+      for (const c of this.conns) {
+        if (c.broken || !c.client.isConnected) continue;
+        if (!bestAny || c.inFlight < bestAny.inFlight) bestAny = c;
+        if ((!pinned || c.url === pinned) && (!best || c.inFlight < best.inFlight)) best = c;
+      }
+      // a full pool with no connection to the pinned DC serves from another rather than grow past its size
+      if (!best && this.conns.size + this.opening >= this.opts.size) best = bestAny;
       if (best && (best.inFlight === 0 || this.conns.size + this.opening >= this.opts.size)) {
         best.inFlight++;
         return best;

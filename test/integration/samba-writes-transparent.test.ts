@@ -218,3 +218,40 @@ t.test('AD\'s password policy refusal is decoded; no password in any log line', 
   t.match(metrics, /^ldap_gateway_writes_total\{op="delete",result="refused"\} 1$/m);
   t.match(metrics, /^ldap_gateway_writes_total\{op="modify",result="failed"\} 1$/m);
 });
+
+// regressions from the review of the write path
+t.test('a managed group whose only member is a nested group is kept, with its member, when Defguard deletes it', async (t) => {
+  const dn = `CN=tnested,${GROUPS}`;
+  await c.add(dn, [new Attribute({ type: 'objectClass', values: ['group'] }), new Attribute({ type: 'cn', values: ['tnested'] }), new Attribute({ type: 'member', values: [`CN=Engineering,${GROUPS}`] })]);
+  await t.rejects(c.del(dn), { code: 50, message: /kept/ });
+  t.same([(await ad(dn, ['member']))?.member].flat(), [`CN=Engineering,${GROUPS}`], 'the group and its member are still there');
+});
+
+t.test('renames back and forth: each ModifyDN is carried out (a remembered rename is used once, and only when AD agrees)', async (t) => {
+  // Defguard's pattern: a Modify that renames (cn mirrors the account name), then the ModifyDN
+  await c.modify(`CN=tnew2,${PEOPLE}`, [replace('cn', ['tnew3'])]);
+  await c.modifyDN(`CN=tnew2,${PEOPLE}`, 'cn=tnew3');
+  t.ok(await ad(`CN=tnew3,${PEOPLE}`), 'renamed by the Modify');
+  await c.modifyDN(`CN=tnew3,${PEOPLE}`, 'cn=tnew2');
+  t.ok(await ad(`CN=tnew2,${PEOPLE}`), 'and back by a ModifyDN');
+  await c.modifyDN(`CN=tnew2,${PEOPLE}`, 'cn=tnew3');
+  t.ok(await ad(`CN=tnew3,${PEOPLE}`), 'AD has the last name');
+  t.equal(await ad(`CN=tnew2,${PEOPLE}`), undefined);
+  await c.modifyDN(`CN=tnew3,${PEOPLE}`, 'cn=tnew2');
+  t.ok(await ad(`CN=tnew2,${PEOPLE}`));
+});
+
+t.test('a userAccountControl that is not an integer is refused (21), the account unchanged', async (t) => {
+  const before = Number((await ad(`CN=tnew2,${PEOPLE}`, ['userAccountControl']))?.userAccountControl);
+  await t.rejects(c.modify(`CN=tnew2,${PEOPLE}`, [replace('userAccountControl', ['abc'])]), { code: 21 });
+  t.equal(Number((await ad(`CN=tnew2,${PEOPLE}`, ['userAccountControl']))?.userAccountControl), before);
+});
+
+t.test('an old password value is never sent over a plain upstream either (a delete of unicodePwd alone): 53', async (t) => {
+  const plain = await startFromYaml(yaml({ url: `ldap://${IP}:389` }));
+  t.teardown(() => plain.stop());
+  const p = new Client({ url: plain.url });
+  await p.bind(CONSUMER, CONSUMER_PASSWORD);
+  t.teardown(() => p.unbind());
+  await t.rejects(p.modify(`CN=tnew2,${PEOPLE}`, [new Change({ operation: 'delete', modification: new Attribute({ type: 'unicodePwd', values: [utf16(OWN_PW)] as unknown as string[] }) })]), { code: 53, message: /encrypted upstream/ });
+});
