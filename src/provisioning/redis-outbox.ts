@@ -312,6 +312,7 @@ export class RedisOutbox {
         this.down(err, 'append');
       }
     }
+    if (!this.warnedDown) this.down(new Error(`connection ${this.r.status}`), 'append');
     await this.local.append({ kind: e.kind, subject: e.subject, payload: { eid, createdAt, event: e.payload } satisfies Spilled });
     this.o.observe?.('spilled');
   }
