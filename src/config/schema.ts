@@ -2,6 +2,7 @@
 // Objects are strict: an unknown key is an error, so a misspelt `upstrem:` cannot be silently ignored.
 import { z } from 'zod';
 import { isWithin, normalizeDN } from '../directory/dn';
+import { isAddressOrCidr } from '../server/proxy-protocol';
 
 const dnWithin = (inner: string, outer: string): boolean => {
   try {
@@ -38,7 +39,7 @@ const listen = z
     maxOutstandingPerConnection: z.int().positive().default(32),
     // PROXY protocol v1/v2 (HAProxy send-proxy-v2, cloud load balancers): accepted only from these
     // addresses or CIDRs, and required from them; absent: off
-    proxyProtocol: z.strictObject({ trusted: z.array(z.string().min(1)).min(1) }).optional(),
+    proxyProtocol: z.strictObject({ trusted: z.array(z.string().refine(isAddressOrCidr, 'must be an IP address or CIDR, e.g. 10.0.0.5 or 10.0.0.0/24')).min(1) }).optional(),
   })
   .superRefine((v, ctx) => {
     if (!v.ldap && !v.ldaps) ctx.addIssue({ code: 'custom', message: 'set ldap, ldaps or both', path: [] });

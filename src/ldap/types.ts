@@ -180,7 +180,7 @@ export interface Handlers<I> {
   closed?(session: SessionInfo<I>): void;
 }
 
-export type RejectReason = 'max_connections' | 'max_connections_per_ip' | 'pdu_too_large' | 'malformed' | 'busy' | 'idle_timeout';
+export type RejectReason = 'max_connections' | 'max_connections_per_ip' | 'pdu_too_large' | 'malformed' | 'busy' | 'idle_timeout' | 'proxy_protocol';
 
 /** Per-operation observation for metrics; the server layer knows no metrics library. */
 export interface OpObserver {

@@ -6,6 +6,7 @@ import { REQUESTS, ResultCode } from '../ldap/protocol';
 import type { Message, RejectReason } from '../ldap/types';
 import { DecodeError, decodeMessage, peekEnvelope, type DecodeLimits } from './decode';
 import { PduFramer } from './framing';
+import { startsWithProxySignature } from './proxy-protocol';
 
 export type Intake =
   | { kind: 'message'; message: Message }
@@ -16,18 +17,31 @@ export type Intake =
 
 const MAX_BER_DEPTH = 100;
 
+export interface IntakeOptions {
+  /** the connection's first bytes must not be a PROXY protocol header (listen.proxyProtocol is on, the peer is not trusted) */
+  refuseProxyHeader?: boolean;
+}
+
 export class IntakeStream {
   private readonly framer: PduFramer;
+  private firstBytes: boolean;
 
   constructor(
     private readonly maxPduBytes: number,
     private readonly lim: DecodeLimits,
+    o: IntakeOptions = {},
   ) {
     this.framer = new PduFramer(maxPduBytes);
+    this.firstBytes = o.refuseProxyHeader === true;
   }
 
   /** Everything a chunk of bytes yields, in order; nothing follows a fatal item. */
   push(data: Buffer): Intake[] {
+    if (this.firstBytes && data.length > 0) {
+      this.firstBytes = false;
+      // no LDAPMessage starts with 'P' or CR: a partial signature is refused as well
+      if (startsWithProxySignature(data)) return [{ kind: 'fatal', code: ResultCode.protocolError, text: 'PROXY protocol header from an untrusted address', rejected: 'proxy_protocol' }];
+    }
     const { pdus, error } = this.framer.push(data);
     const out = pdus.map((pdu) => decodePdu(pdu, this.lim));
     if (error === 'too_large') out.push({ kind: 'fatal', code: ResultCode.protocolError, text: `PDU larger than ${this.maxPduBytes} bytes`, rejected: 'pdu_too_large' });

@@ -22,6 +22,10 @@ export interface SessionOptions<I> {
   idleTimeoutMs: number;
   /** present when StartTLS may be offered on a plain connection */
   startTLS?: SecureContext;
+  /** the client's address when it is not the socket's peer (a trusted load balancer's PROXY header) */
+  remoteAddress?: string;
+  /** refuse a PROXY protocol header at the start of the stream (listen.proxyProtocol on, peer untrusted) */
+  refuseProxyHeader?: boolean;
 }
 
 type State<I> =
@@ -51,8 +55,8 @@ export class Session<I> implements SessionInfo<I> {
   ) {
     this.stream = raw;
     this.tls = raw instanceof TLSSocket;
-    this.remoteAddress = raw.remoteAddress ?? '';
-    this.intake = new IntakeStream(o.maxPduBytes, FILTER_LIMITS);
+    this.remoteAddress = o.remoteAddress ?? raw.remoteAddress ?? '';
+    this.intake = new IntakeStream(o.maxPduBytes, FILTER_LIMITS, { refuseProxyHeader: o.refuseProxyHeader });
     this.out = new OperationWriter(raw, o.observer);
     this.countedTls = this.tls;
     o.observer.connection(1, this.tls);
@@ -67,6 +71,7 @@ export class Session<I> implements SessionInfo<I> {
     raw.on('data', this.onData);
     raw.on('error', (err) => o.log.debug({ err: err.message, conn: this.id }, 'client socket error'));
     raw.on('close', () => this.closed());
+    raw.resume(); // a socket whose PROXY header was read is paused, the bytes after it waiting in its buffer
   }
 
   /** a getter, not a narrowed field test: the state changes across awaits */
