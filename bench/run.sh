@@ -37,7 +37,7 @@ case "$MODE" in
   *) echo "BENCH_MODE must be smoke or full" >&2; exit 2 ;;
 esac
 SCENARIOS=${SCENARIOS:-"rebind bind search cached outbox"}   # SCENARIOS=none: only the sync and idle parts
-UP=3890; BL=3891; GW=3895; GW_HTTP=3896; GWO=3897
+UP=3890; BL=3891; GW=3895; GW_HTTP=3896; GWO=3897; GWW=3900
 BASE="dc=example,dc=test"
 ANCHOR="$here/openldap-anchor.sh"
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -119,10 +119,15 @@ gateway_config "$DIR/gateway-outbox.yaml" "$GWO" 3898 "provisioning:
   webhook: { url: 'http://127.0.0.1:3899/events', secret: bench-signing-secret-0123 }"
 rm -rf "$DIR/outbox"
 start_gateway "$DIR/gateway-outbox.yaml" "$GWO"; GWO_PID=$STARTED
+# the same gateway as two processes sharing the listener (workers: 2, host-wide state in the supervisor)
+gateway_config "$DIR/gateway-w2.yaml" "$GWW" 3901 "workers: 2"
+start_gateway "$DIR/gateway-w2.yaml" "$GWW"; GWW_PID=$STARTED
 UP_PID=$(cat "$DIR/upstream/slapd.pid"); BL_PID=$(cat "$DIR/proxy/slapd.pid")
 
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU ticks and RSS of a process and its children (workers: 2 is a supervisor and two workers)
+tree() { echo "$1"; pgrep -P "$1" 2>/dev/null || true; }
+ticks() { local t=0 p; for p in $(tree "$1"); do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+rss_mib() { local k=0 p; for p in $(tree "$1"); do k=$((k + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((k / 1024)); }
 
 echo "scenario,threads,rep,target,ops_per_s,p50_ms,p99_ms,errors,proxy_cpu_us_per_op,proxy_rss_mib" > "$CSV"
 cell() {  # scenario threads rep target port pid(proxy or 0) ldlat-args...
@@ -157,6 +162,7 @@ for sc in $SCENARIOS; do
         cell "$sc" "$n" "$rep" direct "$UP" 0 -m "$m" "${range[@]}"
         cell "$sc" "$n" "$rep" back-ldap "$BL" "$BL_PID" -m "$m" "${range[@]}"
         cell "$sc" "$n" "$rep" gateway "$GW" "$GW_PID" -m "$m" "${range[@]}"
+        cell "$sc" "$n" "$rep" gw-workers2 "$GWW" "$GWW_PID" -m "$m" "${range[@]}"
       fi
     done
   done
@@ -200,7 +206,7 @@ fi
 log "Defguard full sync (paged S10 + S11), $REPEATS repeat(s) per target"
 SYNC="$OUT/sync.txt"; : > "$SYNC"
 for rep in $(seq "$REPEATS"); do
-  for tp in "direct $UP" "back-ldap $BL" "gateway $GW"; do
+  for tp in "direct $UP" "back-ldap $BL" "gateway $GW" "gw-workers2 $GWW"; do
     set -- $tp
     line=$(node bench-dist/bench/sync.js "$2" "cn=admin,$BASE" bench-secret "ou=people,$BASE" "ou=groups,$BASE")
     echo "$1 $line" | tee -a "$SYNC" >&2
@@ -227,5 +233,5 @@ echo "idle: $(cat "$OUT/idle.txt") gateway RSS ${RSS_BEFORE} MiB before, ${RSS_I
 cat "$OUT/summary.md"
 
 # a smoke run must show the whole path working: any error in a gateway cell fails it
-bad=$(awk -F, 'NR > 1 && ($4 == "gateway" || $4 == "gw+outbox") && $8 > 0' "$CSV" | wc -l)
+bad=$(awk -F, 'NR > 1 && ($4 == "gateway" || $4 == "gw+outbox" || $4 == "gw-workers2") && $8 > 0' "$CSV" | wc -l)
 if [ "$bad" -gt 0 ]; then log "gateway cells with errors: $bad (see $CSV)"; exit 1; fi

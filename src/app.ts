@@ -13,6 +13,7 @@ import { startProvisioning } from './provisioning/start';
 import { CursorStore } from './directory/cursors';
 import { memoryState } from './state/memory';
 import type { StateStores } from './state/types';
+import type { OutboxEvent } from './provisioning/outbox';
 import type { Handlers } from './ldap/types';
 import { LdapListeners } from './server/listener';
 
@@ -65,7 +66,17 @@ function makeGuard(cfg: Config, log: Logger, metrics: Metrics, state: StateStore
   );
 }
 
-export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
+/** What a cluster worker (cluster/worker.ts) gets from its supervisor instead of building it itself. */
+export interface GatewayDeps {
+  /** host-wide stores (through the supervisor) */
+  state?: StateStores;
+  /** the supervisor's outbox: events are recorded there, and delivered from there */
+  outbox?: { append(e: OutboxEvent): Promise<void> };
+  /** a worker: its listening line is not the gateway's (the supervisor announces the whole) */
+  worker?: number;
+}
+
+export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps = {}): Promise<Gateway> {
   const metrics = new Metrics();
   let demo: DemoDirectory | undefined;
   if (cfg.demo) {
@@ -78,8 +89,8 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   let core: Core | undefined;
   const current = () => core as Core;
   // the composition root of state: every store below comes from here (memory: one process's view)
-  const state = memoryState();
-  const events = startProvisioning(cfg, log, metrics, state, () => current().directory);
+  const state = deps.state ?? memoryState();
+  const events = startProvisioning(cfg, log, metrics, state, () => current().directory, deps.outbox);
   const shared: Shared = { guard: makeGuard(cfg, log, metrics, state), cursors: new CursorStore(cfg.directory.paging), state };
   core = buildCore(cfg, upstreamOf(cfg), log, metrics, events.authHooks, shared);
 
@@ -116,7 +127,7 @@ export async function startGateway(cfg: Config, log: Logger): Promise<Gateway> {
   const http = cfg.http.listen ? await startHttp(cfg.http.listen, metrics, () => current().upstream.ready()) : undefined;
   log.info(
     { ldap: listeners.addresses.ldap, ldaps: listeners.addresses.ldaps, http: http ? { port: http.port } : undefined, baseDN: cfg.directory.baseDN, upstream: upstreamOf(cfg).urls },
-    'ldap-gateway listening',
+    deps.worker === undefined ? 'ldap-gateway listening' : 'gateway worker listening',
   );
 
   return {

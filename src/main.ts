@@ -1,6 +1,9 @@
 // The command line: ldap-gateway --config FILE | --check-config FILE | --version | --help
 import { parseArgs } from 'node:util';
+import cluster from 'node:cluster';
 import { startGateway } from './app';
+import { runSupervisor, workerCount } from './cluster/supervisor';
+import { runWorker } from './cluster/worker';
 import { ConfigError, loadConfigFile } from './config/load';
 import type { Config } from './config/schema';
 import { createLogger } from './observability/logger';
@@ -74,6 +77,9 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const cfg = loadOrReport(configFile);
   if (!cfg) return 1;
   const log = createLogger(cfg.log);
+  // workers: N: a supervisor and N workers (cluster/); the workers run this same command
+  if (cluster.isWorker) return runWorker(cfg, log.child({ worker: Number(process.env.LDAP_GATEWAY_WORKER ?? 0) }));
+  if (workerCount(cfg) > 1) return runSupervisor(configFile, cfg, log);
   const gateway = await startGateway(cfg, log);
   return new Promise<number>((resolve) => {
     let stopping = false;

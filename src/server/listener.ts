@@ -47,6 +47,8 @@ export class LdapListeners<I> {
     private readonly handlers: Handlers<I>,
     private readonly observer: OpObserver,
     private readonly log: Logger,
+    /** not shared with the other workers of a cluster (the embedded demo directory is each worker's own) */
+    private readonly exclusive = false,
   ) {
     if (cfg.tls) {
       this.tlsFiles = { cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) };
@@ -152,7 +154,7 @@ export class LdapListeners<I> {
     this.servers.push(srv);
     return new Promise((resolve, reject) => {
       srv.once('error', reject);
-      srv.listen(port, host, () => {
+      srv.listen({ port, host, exclusive: this.exclusive }, () => {
         srv.removeListener('error', reject);
         srv.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
         const a = srv.address();
