@@ -10,7 +10,16 @@
 // the bus): the search cache and the bind-name look-ups.
 import type { Channel } from './ipc';
 import { memoryState } from '../state/memory';
-import { PER_PROCESS_STORES, type Bus, type RateLimiter, type StateStores, type TtlMap, type TtlMapOptions, type WindowCounter } from '../state/types';
+import type { RateLimiter, StateStores, TtlMap, TtlMapOptions, WindowCounter } from '../state/types';
+
+/** Stores each worker keeps for itself: caches, invalidated over the bus after a write. */
+const PER_WORKER: ReadonlySet<string> = new Set(['search-cache', 'bind-names']);
+
+/** Messages to every worker (a write's invalidation), the writer's own included. */
+export interface Bus {
+  publish(topic: string, message: string): Promise<void>;
+  subscribe(topic: string, fn: (message: string) => void): () => void;
+}
 
 /** One update of a replicated store, as it travels: which store (kind, name, options), which call. */
 export type Update = [kind: 'ttlMap' | 'windowCounter' | 'rateLimiter', name: string, opts: unknown, method: string, args: unknown[]];
@@ -86,7 +95,7 @@ export function workerState(ch: Channel, publish: (topic: string, message: strin
   return {
     replica,
     ttlMap<V>(name: string, o: TtlMapOptions<V>): TtlMap<V> {
-      if (PER_PROCESS_STORES.has(name)) return caches.ttlMap(name, o);
+      if (PER_WORKER.has(name)) return caches.ttlMap(name, o);
       const opts = { max: o.max, ttlMs: o.ttlMs };
       const mine = replica.store('ttlMap', name, opts) as unknown as TtlMap<V>;
       return {
