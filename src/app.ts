@@ -15,7 +15,7 @@ import { memoryState } from './state/memory';
 import type { StateStores } from './state/types';
 import type { OutboxEvent } from './provisioning/outbox';
 import type { Handlers } from './ldap/types';
-import { LdapListeners } from './server/listener';
+import { LdapListeners, type ConnectionPeers } from './server/listener';
 
 export interface Gateway {
   ldapPort?: number;
@@ -74,6 +74,8 @@ export interface GatewayDeps {
   outbox?: { append(e: OutboxEvent): Promise<void> };
   /** a worker: its listening line is not the gateway's (the supervisor announces the whole) */
   worker?: number;
+  /** the other workers' connections per address (maxConnectionsPerIp holds for the host) */
+  peers?: ConnectionPeers;
 }
 
 export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps = {}): Promise<Gateway> {
@@ -122,7 +124,7 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
     whoami: (s) => current().handlers.whoami(s),
     closed: (s) => current().handlers.closed?.(s),
   };
-  const listeners = new LdapListeners<Identity>(cfg.listen, handlers, metrics.observer, log);
+  const listeners = new LdapListeners<Identity>(cfg.listen, handlers, metrics.observer, log, { ...(deps.peers ? { peers: deps.peers } : {}) });
   await listeners.listen();
   const http = cfg.http.listen ? await startHttp(cfg.http.listen, metrics, () => current().upstream.ready()) : undefined;
   log.info(

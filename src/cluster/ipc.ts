@@ -15,6 +15,8 @@ export type ToWorker =
   | { ldapgw: 'bus'; topic: string; message: string }
   /** another worker's update of the replicated stores (cluster/state.ts) */
   | { ldapgw: 'apply'; u: unknown }
+  /** another worker's connections from one address now (n), or (ip undefined) a worker gone */
+  | { ldapgw: 'conns'; worker: number; ip?: string; n?: number }
   | { ldapgw: 'reload'; file: string }
   | { ldapgw: 'stop'; deadlineMs: number };
 

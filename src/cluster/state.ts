@@ -137,3 +137,28 @@ export function workerState(ch: Channel, publish: (topic: string, message: strin
     applyRemote: (u) => replica.apply(u),
   };
 }
+
+/** A worker's view of the other workers' connections per address, kept from their announcements. */
+export class PeerConnections {
+  private readonly others = new Map<number, Map<string, number>>();
+  constructor(private readonly announce: (ip: string, n: number) => void) {}
+
+  elsewhere(ip: string): number {
+    let n = 0;
+    for (const m of this.others.values()) n += m.get(ip) ?? 0;
+    return n;
+  }
+
+  mine(ip: string, n: number): void {
+    this.announce(ip, n);
+  }
+
+  /** another worker's count (n undefined with ip undefined: that worker is gone) */
+  heard(worker: number, ip?: string, n?: number): void {
+    if (ip === undefined) return void this.others.delete(worker);
+    let m = this.others.get(worker);
+    if (!m) this.others.set(worker, (m = new Map()));
+    if (!n) m.delete(ip);
+    else m.set(ip, n);
+  }
+}

@@ -44,6 +44,8 @@ export async function runSupervisor(configFile: string, cfg: Config, log: Logger
   const restarts = new Counter({ name: 'ldap_gateway_worker_restarts_total', help: 'Gateway worker processes replaced after they died', registers: [metrics.registry] });
   const state = memoryState();
   // the supervisor's copy of the workers' replicated stores: what a starting worker is given
+  /** each worker's connections per address, as it announced them */
+  const conns = new Map<number, Map<string, number>>();
   const replica = new Replica(Math.max(cfg.protection.lockout.windowMs, cfg.provisioning.dedupeWindowMs, 120_000));
   const events = outboxHere(cfg)
     ? startProvisioning(cfg, log, metrics, state, () => {
@@ -68,7 +70,17 @@ export async function runSupervisor(configFile: string, cfg: Config, log: Logger
       }
       case 'snapshot':
         slot.synced = true;
-        return replica.snapshot();
+        return { updates: replica.snapshot(), conns: [...conns].flatMap(([w, m]) => [...m].map(([ip, k]) => [w, ip, k])) };
+      case 'conns': {
+        // a worker's connections from one address: the others count them against maxConnectionsPerIp
+        const [ip, k] = args as [string, number];
+        let m = conns.get(slot.index);
+        if (!m) conns.set(slot.index, (m = new Map()));
+        if (k > 0) m.set(ip, k);
+        else m.delete(ip);
+        for (const s of slots) if (s !== slot && s.synced && s.worker?.isConnected()) sendTo(s.worker)({ ldapgw: 'conns', worker: slot.index, ip, n: k });
+        return undefined;
+      }
       case 'outbox.append':
         if (!events?.append) throw new Error('no outbox in the supervisor');
         return events.append(args[0] as never);
@@ -100,6 +112,9 @@ export async function runSupervisor(configFile: string, cfg: Config, log: Logger
     w.on('exit', (code, signal) => {
       ch.close();
       slot.worker = undefined;
+      // its connections went with it
+      conns.delete(slot.index);
+      for (const s of slots) if (s !== slot && s.worker?.isConnected()) sendTo(s.worker)({ ldapgw: 'conns', worker: slot.index });
       if (stopping) return;
       const lived = Date.now() - slot.startedAt;
       if (lived > 60_000) slot.backoffMs = 1000;

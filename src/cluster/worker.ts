@@ -7,12 +7,13 @@ import { startGateway } from '../app';
 import { ConfigError, loadConfigFile } from '../config/load';
 import type { Config } from '../config/schema';
 import { Channel, isOurs, type ToWorker } from './ipc';
-import { workerState, type Update } from './state';
+import { PeerConnections, workerState, type Update } from './state';
 import { outboxHere } from './supervisor';
 
 export async function runWorker(cfg: Config, log: Logger): Promise<number> {
   const send = (m: unknown) => (process.connected && process.send ? process.send(m as never) : false);
   const ch = new Channel(send);
+  const peers = new PeerConnections((ip, n) => ch.post('conns', [ip, n]));
   const state = cfg.state.redis ? undefined : workerState(ch, (topic, message) => void send({ ldapgw: 'publish', topic, message }));
   // replies and the other workers' updates may arrive from now on
   process.on('message', (m: unknown) => {
@@ -20,11 +21,14 @@ export async function runWorker(cfg: Config, log: Logger): Promise<number> {
     const msg = m as ToWorker;
     if (msg.ldapgw === 'res') ch.settle(msg);
     else if (msg.ldapgw === 'apply') void state?.applyRemote(msg.u as Update).catch(() => undefined);
+    else if (msg.ldapgw === 'conns') peers.heard(msg.worker, msg.ip, msg.n);
   });
   // a worker that starts after others (a replaced one) takes the host's state first
-  if (state) for (const u of await ch.request<Update[]>('snapshot', [])) await state.applyRemote(u);
+  const snap = await ch.request<{ updates: Update[]; conns: Array<[number, string, number]> }>('snapshot', []);
+  if (state) for (const u of snap.updates) await state.applyRemote(u);
+  for (const [worker, ip, n] of snap.conns) peers.heard(worker, ip, n);
   const outbox = outboxHere(cfg) ? { append: (e: unknown) => ch.request<void>('outbox.append', [e]) } : undefined;
-  const gateway = await startGateway({ ...cfg, http: {} }, log, { worker: Number(process.env.LDAP_GATEWAY_WORKER ?? 0), ...(state ? { state } : {}), ...(outbox ? { outbox } : {}) });
+  const gateway = await startGateway({ ...cfg, http: {} }, log, { worker: Number(process.env.LDAP_GATEWAY_WORKER ?? 0), peers, ...(state ? { state } : {}), ...(outbox ? { outbox } : {}) });
 
   return new Promise<number>((resolve) => {
     let stopping = false;

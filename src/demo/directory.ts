@@ -191,7 +191,7 @@ export async function startDemoDirectory(log: Logger): Promise<DemoDirectory> {
 
   const quiet: OpObserver = { op: () => undefined, connection: () => undefined, rejected: () => undefined };
   const listen = { ldap: '127.0.0.1:0', startTLS: false, requireTLSForBind: false, maxConnections: 1000, maxConnectionsPerIp: 1000, idleTimeoutMs: 0, maxPduBytes: 1024 * 1024, maxOutstandingPerConnection: 64 };
-  const listeners = new LdapListeners<DemoIdentity>(listen, handlers, quiet, log.child({ component: 'demo-directory' }), true);
+  const listeners = new LdapListeners<DemoIdentity>(listen, handlers, quiet, log.child({ component: 'demo-directory' }), { exclusive: true });
   await listeners.listen();
   const port = listeners.addresses.ldap?.port as number;
   return { url: `ldap://127.0.0.1:${port}`, serviceDN, servicePassword, baseDN: DEMO_BASE, close: () => listeners.close(0) };

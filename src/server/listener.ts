@@ -28,6 +28,14 @@ export function splitHostPort(hp: string): { host: string; port: number } {
   return { host: hp.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(hp.slice(i + 1)) };
 }
 
+/** The other processes of a host sharing the listeners (cluster workers): their connections per address. */
+export interface ConnectionPeers {
+  /** connections from this address the other processes hold now */
+  elsewhere(ip: string): number;
+  /** this process holds n connections from this address now */
+  mine(ip: string, n: number): void;
+}
+
 export class LdapListeners<I> {
   private readonly servers: Server[] = [];
   private readonly sessions = new Set<Session<I>>();
@@ -47,8 +55,12 @@ export class LdapListeners<I> {
     private readonly handlers: Handlers<I>,
     private readonly observer: OpObserver,
     private readonly log: Logger,
-    /** not shared with the other workers of a cluster (the embedded demo directory is each worker's own) */
-    private readonly exclusive = false,
+    private readonly o: {
+      /** not shared with the other workers of a cluster (the embedded demo directory is each worker's own) */
+      exclusive?: boolean;
+      /** the other processes of the host (workers: N), so that maxConnectionsPerIp holds for the host */
+      peers?: ConnectionPeers;
+    } = {},
   ) {
     if (cfg.tls) {
       this.tlsFiles = { cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) };
@@ -154,7 +166,7 @@ export class LdapListeners<I> {
     this.servers.push(srv);
     return new Promise((resolve, reject) => {
       srv.once('error', reject);
-      srv.listen({ port, host, exclusive: this.exclusive }, () => {
+      srv.listen({ port, host, exclusive: this.o.exclusive ?? false }, () => {
         srv.removeListener('error', reject);
         srv.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
         const a = srv.address();
@@ -172,7 +184,7 @@ export class LdapListeners<I> {
     }
     const ip = client ?? socket.remoteAddress ?? '';
     const fromIp = this.perIp.get(ip) ?? 0;
-    if (fromIp >= this.cfg.maxConnectionsPerIp) {
+    if (fromIp + (this.o.peers?.elsewhere(ip) ?? 0) >= this.cfg.maxConnectionsPerIp) {
       this.observer.rejected('max_connections_per_ip');
       // Notice of Disconnection (RFC 4511 §4.4.1) with busy, then close
       socket.end(encodeExtended(0, ResultCode.busy, { name: OID.noticeOfDisconnection, message: 'too many connections from this address' }));
@@ -181,10 +193,12 @@ export class LdapListeners<I> {
       return;
     }
     this.perIp.set(ip, fromIp + 1);
+    this.o.peers?.mine(ip, fromIp + 1);
     socket.once('close', () => {
       const n = (this.perIp.get(ip) ?? 1) - 1;
       if (n <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, n);
+      this.o.peers?.mine(ip, Math.max(0, n));
     });
     const session = new Session<I>(socket, {
       handlers: this.handlers,

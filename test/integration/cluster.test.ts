@@ -19,6 +19,7 @@ log:
   level: ${level}
 listen:
   ldap: 127.0.0.1:0
+  maxConnectionsPerIp: 3
 http:
   listen: 127.0.0.1:0
 directory:
@@ -93,6 +94,41 @@ t.test('the provisioning dedupe window holds across workers: four binds of one u
   t.equal(served.length, 4);
   t.same(new Set(served.map((b) => b.worker)), new Set([0, 1]), 'both workers served them');
   t.equal(records((j) => j.msg === 'would provision').length, 1, 'one provisioning event for the host');
+});
+
+t.test('maxConnectionsPerIp holds for the host: three connections spread over both workers, the fourth is refused', async (t) => {
+  const open: Client[] = [];
+  t.teardown(async () => {
+    for (const c of open) await c.unbind().catch(() => undefined);
+  });
+  for (let i = 0; i < 3; i++) {
+    const c = new Client({ url: gw.url, timeout: 5000 });
+    await c.search('', { scope: 'base', attributes: ['vendorName'] });
+    open.push(c);
+  }
+  // one more round trip each: the workers' announcements have crossed by then
+  for (const c of open) await c.search('', { scope: 'base', attributes: ['vendorName'] });
+  const fourth = new Client({ url: gw.url, timeout: 5000 });
+  await t.rejects(fourth.search('', { scope: 'base', attributes: ['vendorName'] }), 'the fourth connection from this address is refused');
+  await fourth.unbind().catch(() => undefined);
+  const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+  t.match(metrics, /^ldap_gateway_rejected_total\{reason="max_connections_per_ip"\} 1$/m);
+  const accepted = records((j) => j.msg === 'gateway worker listening');
+  t.ok(accepted.length >= 2);
+  await (open.pop() as Client).unbind();
+  const again = new Client({ url: gw.url, timeout: 5000 });
+  // a closed connection frees its place on every worker (the close is announced too)
+  let ok = false;
+  for (let i = 0; i < 20 && !ok; i++) {
+    try {
+      await again.search('', { scope: 'base', attributes: ['vendorName'] });
+      ok = true;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50)); // bounded: the close's announcement is sub-millisecond
+    }
+  }
+  t.ok(ok, 'after one closed, a new connection is accepted');
+  await again.unbind().catch(() => undefined);
 });
 
 t.test('a worker killed with SIGKILL is replaced, and the gateway goes on serving', async (t) => {
