@@ -11,7 +11,7 @@ import { startHttp } from './observability/http';
 import { Metrics } from './observability/metrics';
 import { startProvisioning } from './provisioning/start';
 import { CursorStore } from './directory/cursors';
-import { memoryState } from './state/memory';
+import { asState, buildState } from './state/index';
 import type { StateStores } from './state/types';
 import type { OutboxEvent } from './provisioning/outbox';
 import type { Handlers } from './ldap/types';
@@ -90,8 +90,8 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
 
   let core: Core | undefined;
   const current = () => core as Core;
-  // the composition root of state: every store below comes from here (memory: one process's view)
-  const state = deps.state ?? memoryState();
+  // the composition root of state: every store below comes from here (state/index.ts: memory or Redis)
+  const state = deps.state ? asState(deps.state) : await buildState(cfg, log, metrics);
   const events = startProvisioning(cfg, log, metrics, state, () => current().directory, deps.outbox);
   const shared: Shared = { guard: makeGuard(cfg, log, metrics, state), cursors: new CursorStore(cfg.directory.paging), state };
   core = buildCore(cfg, upstreamOf(cfg), log, metrics, events.authHooks, shared);
@@ -126,7 +126,7 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
   };
   const listeners = new LdapListeners<Identity>(cfg.listen, handlers, metrics.observer, log, { ...(deps.peers ? { peers: deps.peers } : {}) });
   await listeners.listen();
-  const http = cfg.http.listen ? await startHttp(cfg.http.listen, metrics, () => current().upstream.ready()) : undefined;
+  const http = cfg.http.listen ? await startHttp(cfg.http.listen, metrics, () => current().upstream.ready(), () => state.health()) : undefined;
   log.info(
     { ldap: listeners.addresses.ldap, ldaps: listeners.addresses.ldaps, http: http ? { port: http.port } : undefined, baseDN: cfg.directory.baseDN, upstream: upstreamOf(cfg).urls },
     deps.worker === undefined ? 'ldap-gateway listening' : 'gateway worker listening',
@@ -157,6 +157,7 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
       if (http) await new Promise<void>((r) => http.server.close(() => r()));
       shared.cursors.stop();
       await current().retire(0);
+      await state.close();
       if (demo) await demo.close();
     },
   };

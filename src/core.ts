@@ -1,6 +1,7 @@
 // Everything a configuration reload replaces, built from one config: the upstream pools, the virtual
 // directory, the search runner and cache, the authenticator, and the LDAP handlers over them.
 // The request flow is one-directional: server/ (protocol) -> handlers here -> auth/ or directory/ -> upstream/.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Authenticator, type AuthOptions } from './auth/authenticator';
 import { checkLockoutPolicy, type LockoutGuard } from './auth/guard';
@@ -42,9 +43,12 @@ export interface Shared {
   guard: LockoutGuard;
   /** open paged listings: a reload must not end them */
   cursors: CursorStore;
-  /** where the stores below come from (memory today) */
+  /** where the stores below come from (state/index.ts: memory, or Redis shared by the replicas) */
   state: StateStores;
 }
+
+/** The bus topic of writes: the message is the writing core's id (RESYNC, '': messages may be lost). */
+export const DIRECTORY_CHANGED = 'directory-changed';
 
 export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metrics: Metrics, hooks: AuthHooks, shared: Shared): Core {
   const upstream = new Upstream(upCfg, (op, dc, s, ok) => metrics.upstream(op, dc, s, ok));
@@ -89,6 +93,14 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   });
 
   const cache = new SearchCache(cfg.cache, shared.state, (e) => metrics.cache(e));
+  const coreId = randomUUID();
+  const forget = () => {
+    membership.invalidate();
+    cache.forgetAll();
+    resolved?.forgetAll();
+  };
+  // a write through another core (a reload's successor, another process or replica)
+  const unsubscribe = shared.state.bus.subscribe(DIRECTORY_CHANGED, (from) => from !== coreId && forget());
   shared.cursors.configure(cfg.directory.paging);
   const runner = new SearchRunner(directory, shared.cursors, cache);
   const policy = new Policy({
@@ -139,10 +151,10 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     renames: shared.state.ttlMap<{ to: string; adDn: string }>('renames', { max: 10_000, ttlMs: 120_000 }),
     diagnostics: cfg.auth.diagnostics,
     async changed(what) {
-      // what remembers the directory forgets it: the next read and bind see the write
-      membership.invalidate();
-      cache.forgetAll();
-      resolved?.forgetAll();
+      // what remembers the directory forgets it: the next read and bind see the write, here at once
+      // (before the write is answered), and through every other core and replica once they hear it
+      forget();
+      await shared.state.bus.publish(DIRECTORY_CHANGED, coreId).catch((err: Error) => log.warn({ err: err.message }, 'could not tell the other replicas about a write'));
       if (what.password !== undefined) await shared.guard.passwordChanged(what.adDn, what.password);
     },
     audit(a) {
@@ -188,6 +200,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     auth,
     handlers,
     async retire(deadlineMs) {
+      unsubscribe();
       const until = Date.now() + deadlineMs;
       // in-flight operations, and paged listings this core started (continued until they end or expire)
       const busy = () => upstream.service.stats().inUse + upstream.binds.stats().inUse > 0 || runner.openCursors > 0;

@@ -13,7 +13,7 @@ import type { Naming } from '../directory/naming';
 import { ResultCode } from '../ldap/protocol';
 import type { BindOp, LdapResult, SessionInfo } from '../ldap/types';
 import type { Policy } from './policy';
-import type { ForgetfulMap } from '../state/types';
+import { StateUnavailableError, type ForgetfulMap } from '../state/types';
 import { classifyBindName, lookupTerm, type BindName } from './bind-name';
 import type { ConsumerAccess, Identity } from './identity';
 import type { LockoutGuard } from './guard';
@@ -83,7 +83,11 @@ export class Authenticator {
 
   async bind(op: BindOp, session: SessionInfo<Identity>): Promise<{ result: LdapResult; identity?: Identity }> {
     const t0 = process.hrtime.bigint();
-    const out = await this.decide(op, session.remoteAddress, session.tls);
+    // the shared state unreachable with state.redis.onUnavailable: refuse: 52, as when no DC answers
+    const out = await this.decide(op, session.remoteAddress, session.tls).catch((err: unknown): Outcome => {
+      if (err instanceof StateUnavailableError) return { reason: 'upstream_unavailable', diagnostic: err.message };
+      throw err;
+    });
     if (out.reason === 'ok' && out.identity?.kind === 'user' && out.ad && this.o.succeeded) {
       try {
         await this.o.succeeded(out.ad, out.identity, session.remoteAddress);

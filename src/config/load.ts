@@ -85,6 +85,7 @@ export function parseConfig(text: string, baseDir: string, env: NodeJS.ProcessEn
     ['listen.tls.cert', cfg.listen.tls?.cert],
     ['listen.tls.key', cfg.listen.tls?.key],
     ['upstream.tls.ca', cfg.upstream?.tls.ca],
+    ['state.redis.tls.ca', cfg.state.redis?.tls?.ca],
   ];
   for (const [where, file] of files) {
     if (file && !existsSync(file)) problems.push(`${where}: file ${file} does not exist`);
@@ -108,6 +109,7 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   if (cfg.listen.tls) cfg.listen.tls = { cert: abs(cfg.listen.tls.cert), key: abs(cfg.listen.tls.key) };
   if (cfg.upstream?.tls.ca) cfg.upstream.tls.ca = abs(cfg.upstream.tls.ca);
+  if (cfg.state.redis?.tls?.ca) cfg.state.redis.tls.ca = abs(cfg.state.redis.tls.ca);
   cfg.provisioning.outbox = abs(cfg.provisioning.outbox);
   return cfg;
 }

@@ -1,9 +1,16 @@
-// The operator's HTTP port: /metrics (Prometheus text), /healthz (alive), /readyz (listeners up and a DC answers).
+// The operator's HTTP port: /metrics (Prometheus text), /healthz (alive), /readyz (listeners up and a DC
+// answers; the shared state's condition on a second line: 200 "degraded: state is per-process" while
+// Redis is unreachable and binds go on with local state, 503 while they are refused).
 import { createServer, type Server } from 'node:http';
 import type { Metrics } from './metrics';
 import { splitHostPort } from '../server/listener';
 
-export async function startHttp(listen: string, metrics: Metrics, ready: () => Promise<boolean>): Promise<{ server: Server; port: number }> {
+export async function startHttp(
+  listen: string,
+  metrics: Metrics,
+  ready: () => Promise<boolean>,
+  state: () => { ready: boolean; detail?: string } = () => ({ ready: true }),
+): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -18,9 +25,14 @@ export async function startHttp(listen: string, metrics: Metrics, ready: () => P
     } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
+      const s = state();
+      const detail = s.detail ? `${s.detail}\n` : '';
       ready().then(
-        (ok) => res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n'),
-        () => res.writeHead(503).end('not ready\n'),
+        (up) => {
+          const ok = up && s.ready;
+          res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end((ok ? 'ready\n' : 'not ready\n') + detail);
+        },
+        () => res.writeHead(503).end('not ready\n' + detail),
       );
     } else {
       res.writeHead(404).end('not found\n');

@@ -1,7 +1,7 @@
 // In-process implementations of the state interfaces, on lru-cache: bounded in entries (and bytes
 // where asked), expiring by time. One process's view only.
 import { LRUCache } from 'lru-cache';
-import type { RateLimiter, StateStores, TtlMap, TtlMapOptions, WindowCounter } from './types';
+import type { Bus, RateLimiter, StateStores, TtlMap, TtlMapOptions, WindowCounter } from './types';
 
 class MemoryTtlMap<V extends object | string | number | boolean> implements TtlMap<V> {
   private readonly lru: LRUCache<string, V>;
@@ -65,8 +65,32 @@ class MemoryRateLimiter implements RateLimiter {
   }
 }
 
+/** Delivered to this process's subscribers, synchronously, before publish() resolves. */
+export class MemoryBus implements Bus {
+  private readonly subs = new Map<string, Set<(m: string) => void>>();
+  async publish(topic: string, message: string): Promise<void> {
+    this.deliver(topic, message);
+  }
+  subscribe(topic: string, fn: (message: string) => void): () => void {
+    let set = this.subs.get(topic);
+    if (!set) this.subs.set(topic, (set = new Set()));
+    set.add(fn);
+    return () => void set.delete(fn);
+  }
+  deliver(topic: string, message: string): void {
+    for (const fn of [...(this.subs.get(topic) ?? [])]) {
+      try {
+        fn(message);
+      } catch {
+        // one subscriber's failure does not keep the message from the others
+      }
+    }
+  }
+}
+
 export function memoryState(): StateStores {
   return {
+    bus: new MemoryBus(),
     ttlMap: <V>(_name: string, o: TtlMapOptions<V>) => new MemoryTtlMap(o as TtlMapOptions<V & object>) as unknown as TtlMap<V>,
     windowCounter: (_name, o) => new MemoryWindowCounter(o),
     rateLimiter: (_name, o) => new MemoryRateLimiter(o),

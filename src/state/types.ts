@@ -1,7 +1,8 @@
-// The small interfaces behind which the gateway keeps state that several processes or replicas may one
-// day share: a TTL map, a sliding-window counter, a rate limiter. Handlers see only these; which
-// implementation backs them (memory.ts today; a shared engine later) is chosen at the composition root.
-// Every call is asynchronous, so a networked implementation fits without touching the callers.
+// The small interfaces behind which the gateway keeps state that several processes or replicas may
+// share: a TTL map, a sliding-window counter, a rate limiter, and an invalidation bus. Handlers see only
+// these; which implementation backs them (memory.ts: one process; redis.ts: every replica on one Redis)
+// is chosen at the composition root (index.ts). Every call is asynchronous, so a networked
+// implementation fits without touching the callers.
 
 export interface TtlMap<V> {
   get(key: string): Promise<V | undefined>;
@@ -33,11 +34,38 @@ export interface TtlMapOptions<V> {
   onEvict?: () => void;
 }
 
+/**
+ * Caches of what the directory answered (search results, bind-name look-ups): every process keeps its
+ * own, within the bounds of TtlMapOptions, also when a shared backend is configured. They are not limits;
+ * a write through another process or replica reaches them as an invalidation on the bus.
+ */
+export const PER_PROCESS_STORES: ReadonlySet<string> = new Set(['search-cache', 'bind-names']);
+
+/** Messages to every process sharing the state (the writer's own process included). */
+export interface Bus {
+  /** resolves once handed to the backend; a shared backend that is down drops the message for other replicas */
+  publish(topic: string, message: string): Promise<void>;
+  /** returns the unsubscribe function */
+  subscribe(topic: string, fn: (message: string) => void): () => void;
+}
+
+/**
+ * A shared backend that is unreachable, with `onUnavailable: refuse`: the call was not carried out.
+ * The bind flow answers it with 52 (unavailable).
+ */
+export class StateUnavailableError extends Error {
+  constructor(message = 'the shared state (Redis) is unavailable') {
+    super(message);
+    this.name = 'StateUnavailableError';
+  }
+}
+
 export interface StateStores {
   /** name: what the store holds (a key prefix for a shared backend) */
   ttlMap<V>(name: string, o: TtlMapOptions<V>): TtlMap<V>;
   windowCounter(name: string, o: { windowMs: number; /** events kept per key */ cap: number; max: number }): WindowCounter;
   rateLimiter(name: string, o: { ratePerSec: number; burst: number; max: number }): RateLimiter;
+  bus: Bus;
 }
 
 /**

@@ -18,13 +18,14 @@ process.once('exit', () => {
   for (const c of alive) c.kill('SIGKILL');
 });
 
-export async function redisServer(host: string, port = 6379): Promise<OutboxRedisServer> {
+/** o.password: the server requires it (--requirepass); clients pass it separately (REDIS_PASSWORD) */
+export async function redisServer(host: string, port = 6379, o: { password?: string } = {}): Promise<OutboxRedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-oredis-'));
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   const start = () =>
     new Promise<void>((resolve, reject) => {
-      const c = spawn('redis-server', ['--bind', host, '--port', String(port), '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn('redis-server', ['--bind', host, '--port', String(port), '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', ...(o.password ? ['--requirepass', o.password] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
       child = c;
       alive.add(c);
       exited = new Promise<void>((r) => c.once('exit', () => (alive.delete(c), r())));
