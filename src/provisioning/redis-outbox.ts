@@ -242,6 +242,12 @@ export class RedisOutbox {
   private readonly leaseMs: number;
   /** events taken by this replica and not yet settled: id -> stream entry, attempts */
   private readonly held = new Map<number, { sid: string; attempts: number }>();
+  /**
+   * Outcomes decided while Redis could not take them (an event delivered just before Redis went away):
+   * recorded first thing when Redis is back, before this replica takes new work, so that the event is not
+   * taken again and delivered a second time.
+   */
+  private readonly unsettled = new Map<number, () => Promise<unknown>>();
   private readonly listeners = new Set<() => void>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -270,7 +276,7 @@ export class RedisOutbox {
     every(Math.max(100, Math.floor(this.leaseMs / 3)), () => this.heartbeat());
     every(1000, () => this.handover());
     every(1000, () => this.refreshStats());
-    this.r.on('ready', () => void this.track(this.handover()).catch(() => undefined));
+    this.r.on('ready', () => void this.track(this.replayUnsettled().then(() => this.handover())).catch(() => undefined));
     void this.track(this.handover()).catch(() => undefined);
   }
 
@@ -375,6 +381,7 @@ export class RedisOutbox {
   /** Events to deliver now: retries that came due, entries held too long by others, new entries. */
   async due(limit: number, now = Date.now()): Promise<StoredEvent[]> {
     if (this.r.status !== 'ready') return [];
+    if (this.unsettled.size > 0) await this.replayUnsettled();
     const k = this.keys;
     await this.ensureGroup();
     await this.r.outboxPromote(k.retry, k.q, now, 100);
@@ -430,12 +437,22 @@ export class RedisOutbox {
   private async settle(id: number, op: (sid: string, attempts: number) => Promise<unknown>): Promise<void> {
     const h = this.held.get(id);
     if (!h) return;
-    this.held.delete(id);
     try {
       await this.track(op(h.sid, h.attempts));
+      this.held.delete(id);
     } catch (err) {
-      // unsettled: the entry stays pending in the group, and is taken again after the lease
-      this.o.log.warn({ event: 'outbox', id, err: (err as Error).message }, 'could not record a delivery outcome in Redis: the event will be taken again');
+      // kept (and still held, so the heartbeat keeps it ours): recorded as soon as Redis answers again
+      this.unsettled.set(id, () => op(h.sid, h.attempts));
+      this.o.log.warn({ event: 'outbox', id, err: (err as Error).message }, 'could not record a delivery outcome in Redis: it is kept and recorded when Redis is back');
+    }
+  }
+
+  /** The outcomes Redis could not take, recorded now (Redis is back). */
+  private async replayUnsettled(): Promise<void> {
+    for (const [id, op] of [...this.unsettled]) {
+      await op();
+      this.unsettled.delete(id);
+      this.held.delete(id);
     }
   }
 
