@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Redis, { type RedisOptions } from 'ioredis';
+import { LRUCache } from 'lru-cache';
 import type { Bus, RateLimiter, TtlMap, TtlMapOptions, WindowCounter } from './types';
 import { MemoryBus } from './memory';
 
@@ -117,13 +118,24 @@ export class RedisStores {
     const k = (key: string) => this.key(name, key);
     const windowMs = Math.max(1, Math.round(o.windowMs));
     const cap = Math.max(1, o.cap);
+    // keys this process just counted as empty: their next clear() is a no-op, not a round trip (a
+    // success clears the windows it counted a moment before). Events another replica added in between
+    // are kept, which only makes the shield stricter. One-shot, and only for 10 s.
+    const empty = new LRUCache<string, true>({ max: 10_000, ttl: 10_000 });
     return {
       add: async (key, now = Date.now()) => {
+        empty.delete(key);
         await this.windowAdd(k(key), now, windowMs, cap, `${now}:${this.tag}:${(this.seq = (this.seq + 1) % 1e9)}`);
       },
       // events strictly inside (now - windowMs, +inf), as memory.ts counts them; read-only, no script
-      count: async (key, now = Date.now()) => Number(await this.client.zcount(k(key), `(${now - windowMs}`, '+inf')),
+      count: async (key, now = Date.now()) => {
+        const n = Number(await this.client.zcount(k(key), `(${now - windowMs}`, '+inf'));
+        if (n === 0) empty.set(key, true);
+        else empty.delete(key);
+        return n;
+      },
       clear: async (key) => {
+        if (empty.delete(key)) return;
         await this.client.del(k(key));
       },
     };
