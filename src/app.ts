@@ -3,6 +3,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { LockoutGuard } from './auth/guard';
+import { OfflineStore } from './auth/offline';
 import type { Identity } from './auth/identity';
 import { upstreamSchema, type Config, type UpstreamConfig } from './config/schema';
 import { buildCore, type Core, type Shared } from './core';
@@ -94,7 +95,16 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
   const state = deps.state ? asState(deps.state) : await buildState(cfg, log, metrics);
   const events = startProvisioning(cfg, log, metrics, state, () => current().directory, deps.outbox);
   const shared: Shared = { guard: makeGuard(cfg, log, metrics, state), cursors: new CursorStore(cfg.directory.paging), state };
+  // offline binds: the verifiers outlive reloads (auth.offline is read once, at start)
+  if (cfg.auth.offline.enabled) shared.offline = new OfflineStore(cfg.auth.offline, state, log, (result) => metrics.offlineBinds.inc({ result }));
   core = buildCore(cfg, upstreamOf(cfg), log, metrics, events.authHooks, shared);
+  await shared.offline?.load((e) => current().offline?.keysOf(e) ?? []);
+  const offlineNow = () => Boolean(current().offline?.applies());
+  if (shared.offline) {
+    const store = shared.offline;
+    metrics.gauge('ldap_gateway_offline', 'Whether binds are being decided offline (1: no domain controller reachable, offline binds on)', [], (g) => g.set(offlineNow() ? 1 : 0));
+    metrics.gauge('ldap_gateway_offline_verifiers', 'Accounts with an offline verifier this process knows of', [], (g) => g.set(store.known.size));
+  }
 
   metrics.gauge('ldap_gateway_upstream_pool_connections', 'Upstream connections by pool, domain controller and state', ['pool', 'dc', 'state'], (g) => {
     g.reset();
@@ -126,7 +136,13 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
   };
   const listeners = new LdapListeners<Identity>(cfg.listen, handlers, metrics.observer, log, { ...(deps.peers ? { peers: deps.peers } : {}) });
   await listeners.listen();
-  const http = cfg.http.listen ? await startHttp(cfg.http.listen, metrics, () => current().upstream.ready(), () => state.health()) : undefined;
+  // offline: ready (binds of cached accounts are answered), and the body says so
+  const readyOrOffline = () => current().upstream.ready().then((up) => up || offlineNow());
+  const health = () => {
+    const h = state.health();
+    return offlineNow() ? { ready: h.ready, detail: [h.detail, 'offline: no domain controller is reachable; binds of accounts with a recent verifier are decided by the gateway'].filter(Boolean).join('\n') } : h;
+  };
+  const http = cfg.http.listen ? await startHttp(cfg.http.listen, metrics, readyOrOffline, health) : undefined;
   log.info(
     { ldap: listeners.addresses.ldap, ldaps: listeners.addresses.ldaps, http: http ? { port: http.port } : undefined, baseDN: cfg.directory.baseDN, upstream: upstreamOf(cfg).urls },
     deps.worker === undefined ? 'ldap-gateway listening' : 'gateway worker listening',
@@ -157,6 +173,7 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
       if (http) await new Promise<void>((r) => http.server.close(() => r()));
       shared.cursors.stop();
       await current().retire(0);
+      await shared.offline?.close();
       await state.close();
       if (demo) await demo.close();
     },

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Authenticator, type AuthOptions } from './auth/authenticator';
 import { checkLockoutPolicy, type LockoutGuard } from './auth/guard';
+import { OfflineBinder, STATE_ATTRS, type OfflineStore } from './auth/offline';
 import type { Identity } from './auth/identity';
 import type { Config, UpstreamConfig } from './config/schema';
 import { SearchCache } from './directory/cache';
@@ -34,6 +35,8 @@ export interface Core {
   directory: DirectorySearch;
   auth: Authenticator;
   handlers: Handlers<Identity>;
+  /** offline binds (auth.offline.enabled) */
+  offline?: OfflineBinder;
   /** close once no operation uses it any more (bounded by deadlineMs) */
   retire(deadlineMs: number): Promise<void>;
 }
@@ -43,6 +46,8 @@ export interface Shared {
   guard: LockoutGuard;
   /** open paged listings: a reload must not end them */
   cursors: CursorStore;
+  /** the offline verifiers (auth.offline.enabled): they outlive a reload */
+  offline?: OfflineStore;
   /** where the stores below come from (state/index.ts: memory, or Redis shared by the replicas) */
   state: StateStores;
 }
@@ -59,7 +64,24 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
   const groups = new Mapper(withOverrides(profile.groups, cfg.directory.groups.attributes as Record<string, Rule | null> | undefined), 'cn', flavor.dnAttr);
   const usersSource: KindSource = { base: cfg.directory.users.source.base ?? upCfg.baseDN, filter: cfg.directory.users.source.filter };
   const groupsSource: KindSource = { base: cfg.directory.groups.source.base ?? upCfg.baseDN, filter: cfg.directory.groups.source.filter };
-  const source = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };
+  const upstreamSource = { search: (q: Parameters<Upstream['search']>[0]) => upstream.search(q) };
+  // with offline binds on, a look-up of one cached user is answered from its kept entry while no DC is reachable
+  const offline = shared.offline
+    ? new OfflineBinder({
+        store: shared.offline,
+        usersSource,
+        userClass: flavor.userClass,
+        keyAttr: users.dnSource,
+        upnAttr: flavor.upnAttr,
+        mail: cfg.directory.bindNames.mail,
+        snapshotAttributes: [...new Set([...users.sourceAttributes(selection(['*', '+'])), 'objectGUID', 'objectClass', ...STATE_ATTRS])],
+        source: upstreamSource,
+        read: (dn, attributes) => upstream.read(dn, attributes),
+        allDown: () => upstream.dcs.dcs.every((d) => !d.up),
+        guard: () => shared.guard,
+      })
+    : undefined;
+  const source = offline ? offline.source() : upstreamSource;
   const membership = membershipCache({
     source,
     domainBase: upCfg.baseDN,
@@ -71,6 +93,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     groupKeyAttr: groups.dnSource,
     nested: cfg.directory.groups.nested,
     cacheMs: cfg.directory.membershipCacheMs,
+    stale: (err) => offline?.applies(err) ?? false,
     onShadowed: (dns) => log.warn({ groups: dns }, 'groups with the same cn as another group are not shown: they would share its virtual DN (narrow directory.groups.source)'),
   });
 
@@ -136,7 +159,9 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     eventAttributes: hooks.eventNames ? users.sourceAttributes(selection(hooks.eventNames)) : undefined,
     guard: shared.guard,
     policy,
+    ...(offline ? { offline } : {}),
   });
+  offline?.start();
 
   const writer = new DirectoryWriter({
     naming,
@@ -156,6 +181,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
       forget();
       await shared.state.bus.publish(DIRECTORY_CHANGED, coreId).catch((err: Error) => log.warn({ err: err.message }, 'could not tell the other replicas about a write'));
       if (what.password !== undefined) await shared.guard.passwordChanged(what.adDn, what.password);
+      if (what.password !== undefined) await offline?.passwordSet(what.adDn, what.password);
     },
     audit(a) {
       metrics.write(a.op, a.outcome, a.ms / 1000);
@@ -199,7 +225,9 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     directory,
     auth,
     handlers,
+    ...(offline ? { offline } : {}),
     async retire(deadlineMs) {
+      offline?.stop();
       unsubscribe();
       const until = Date.now() + deadlineMs;
       // in-flight operations, and paged listings this core started (continued until they end or expire)

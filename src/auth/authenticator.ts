@@ -17,6 +17,7 @@ import { StateUnavailableError, type ForgetfulMap } from '../state/types';
 import { classifyBindName, lookupTerm, type BindName } from './bind-name';
 import type { ConsumerAccess, Identity } from './identity';
 import type { LockoutGuard } from './guard';
+import { STATE_ATTRS, type OfflineBinder } from './offline';
 import type { BindReason } from './reasons';
 
 export interface UpstreamBinder {
@@ -52,6 +53,8 @@ export interface AuthOptions {
   resolved?: ForgetfulMap<AdEntry[]>;
   /** who may bind at all (TLS required?) */
   policy: Policy;
+  /** offline binds (auth.offline): verifiers used while no DC is reachable */
+  offline?: OfflineBinder;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -64,6 +67,8 @@ export interface Outcome {
   consumer?: string;
   dc?: string;
   diagnostic?: string;
+  /** decided without AD (no DC reachable): from the account's verifier */
+  offline?: true;
 }
 
 export class Authenticator {
@@ -115,6 +120,7 @@ export class Authenticator {
         result: ok ? 'success' : 'failure',
         reason: out.reason,
         ...(out.dc ? { dc: out.dc } : {}),
+        ...(out.offline ? { offline: true } : {}),
         ms: Math.round(seconds * 1e4) / 10,
       },
       'bind',
@@ -184,7 +190,9 @@ export class Authenticator {
       try {
         found = await this.resolve(name);
       } catch (err) {
-        return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err) };
+        // no DC reachable and no entry kept for this name: no verifier, 52
+        const offline = this.o.offline?.applies(err) ? (this.o.offline.store.count('no_verifier'), { offline: true as const }) : {};
+        return { reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err), ...offline };
       }
       // a look-up that began before a write (which forgets every look-up) is not kept
       if (found.length === 1) await resolved?.set(cacheKey, found, undefined, since);
@@ -206,6 +214,15 @@ export class Authenticator {
     }
 
     const r = await this.o.upstream.bind(ad.dn, op.password);
+    const offline = this.o.offline;
+    if (!r.ok && r.reason === 'upstream_unavailable' && offline?.applies()) {
+      const o = await offline.bind(ad, op.password, client);
+      if (o.reason !== 'ok' || !o.ad) return { reason: o.reason, entry, diagnostic: r.diagnostic, offline: true };
+      const user = String(o.ad.attrs.get(this.o.keyAttr.toLowerCase())?.[0] ?? username);
+      return { reason: 'ok', entry, ad: o.ad, offline: true, identity: { kind: 'user', dn: this.o.naming.userDN({ key: user, dn: o.ad.dn }), adDn: o.ad.dn, username: user, guid } };
+    }
+    if (!r.ok) await offline?.refused(ad, r.reason);
+    else offline?.accepted(ad, op.password);
     if (!r.ok) {
       await resolved?.delete(cacheKey); // a renamed, moved or deleted account re-resolves at once
       if (r.reason === 'bad_credentials') await guard?.badPassword(ad.dn, op.password, client);
@@ -235,7 +252,7 @@ export class Authenticator {
   /** The AD entries a bind name denotes, within the users source (base and filter): at most two read. */
   private async resolve(name: BindName): Promise<AdEntry[]> {
     const cls = `${this.o.userClass}${this.o.usersSource.filter ?? ''}`;
-    const attributes = [this.o.keyAttr, 'objectGUID', ...(this.o.eventAttributes ?? [])];
+    const attributes = [this.o.keyAttr, 'objectGUID', ...(this.o.eventAttributes ?? []), ...(this.o.offline ? STATE_ATTRS : [])];
     const out: AdEntry[] = [];
     if (name.form === 'ad-dn') {
       let norm: string;

@@ -220,6 +220,25 @@ export const configSchema = z
         resolveCacheMs: z.int().nonnegative().default(60_000),
         // off: end users never write; self: an end user may change their own password (with the old one)
         passwordChange: z.enum(['off', 'self']).default('off'),
+        // offline binds while no DC is reachable (README "Offline binds"): verifiers of recent passwords
+        offline: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            maxAgeMs: z.int().positive().default(86_400_000),
+            maxAccounts: z.int().positive().max(1_000_000).default(10_000),
+            checkIntervalMs: z.int().min(1000).default(60_000),
+            // a verifier older than this is recomputed on the next successful online bind (default: a quarter of maxAgeMs, at most 15 min)
+            refreshMs: z.int().positive().optional(),
+            // an encrypted copy for restarts during an outage (AES-256-GCM; key from the secrets)
+            file: z.string().min(1).optional(),
+            key: z.string().min(16, 'auth.offline.key needs at least 16 characters').optional(),
+          })
+          .prefault({})
+          .superRefine((o, ctx) => {
+            if (o.refreshMs !== undefined && o.refreshMs > o.maxAgeMs) ctx.addIssue({ code: 'custom', message: 'refreshMs must not exceed maxAgeMs', path: ['refreshMs'] });
+            if (o.checkIntervalMs > o.maxAgeMs) ctx.addIssue({ code: 'custom', message: 'checkIntervalMs must not exceed maxAgeMs (a change in AD would go unseen for longer than a verifier lives)', path: ['checkIntervalMs'] });
+            if (Boolean(o.file) !== Boolean(o.key)) ctx.addIssue({ code: 'custom', message: 'file and key go together (the file is encrypted with the key)', path: [o.file ? 'key' : 'file'] });
+          }),
       })
       .prefault({}),
     consumers: z.array(consumer).default([]),
@@ -298,6 +317,11 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', message: 'must lie inside the groups source (directory.groups.source.base, or upstream.baseDN)', path: ['consumers', i, 'writes', 'groups', 'ou'] });
     });
     if (v.directory.mode === 'virtual' && !v.directory.baseDN) ctx.addIssue({ code: 'custom', message: 'required in virtual mode', path: ['directory', 'baseDN'] });
+    const offline = v.auth.offline;
+    if (offline.enabled && !v.demo && v.upstream?.flavor !== 'ad')
+      ctx.addIssue({ code: 'custom', message: "offline binds read AD's uSNChanged and pwdLastSet: they need upstream.flavor: ad", path: ['auth', 'offline', 'enabled'] });
+    // one process writes the file; workers share verifiers through the supervisor, replicas through Redis
+    if (offline.enabled && offline.file && v.workers !== 1) ctx.addIssue({ code: 'custom', message: 'the offline file is for one process (workers: 1)', path: ['auth', 'offline', 'file'] });
   });
 
 export type Config = z.infer<typeof configSchema>;

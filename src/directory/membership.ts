@@ -162,6 +162,8 @@ export class MembershipCache {
   constructor(
     private readonly build: () => Promise<Index>,
     private readonly ttlMs: number,
+    /** a failed rebuild answers with the index it has when this says so (offline binds: no DC reachable) */
+    private readonly stale: (err: unknown) => boolean = () => false,
   ) {}
 
   async get(): Promise<Index> {
@@ -178,6 +180,7 @@ export class MembershipCache {
         },
         (err: unknown) => {
           if (this.building === building) this.building = undefined;
+          if (this.current && this.stale(err)) return this.current;
           throw err;
         },
       );
@@ -208,6 +211,8 @@ export interface MembershipQueries {
   cacheMs: number;
   /** groups hidden because another visible group has their cn (reported once per change) */
   onShadowed(dns: string[]): void;
+  /** a failed rebuild may answer with the last index (offline binds) */
+  stale?: (err: unknown) => boolean;
 }
 
 /** The membership index of a directory, rebuilt at most every cacheMs. */
@@ -230,5 +235,5 @@ export function membershipCache(q: MembershipQueries): MembershipCache {
     if (key && key !== reported) q.onShadowed(idx.shadowed);
     reported = key;
     return idx;
-  }, q.cacheMs);
+  }, q.cacheMs, q.stale);
 }

@@ -22,6 +22,7 @@ export class Metrics {
   readonly reloads = new Counter({ name: 'ldap_gateway_config_reloads_total', help: 'Configuration reloads (SIGHUP) by result; a failed one leaves the running configuration in place', labelNames: ['result'] as const, registers: [this.registry] });
   readonly writes = new Counter({ name: 'ldap_gateway_writes_total', help: 'Writes carried to AD (add, modify, modifyDN, delete, passwordModify) by result: success, refused (by the gateway: policy, read-only, dry run), failed (AD refused or unreachable)', labelNames: ['op', 'result'] as const, registers: [this.registry] });
   readonly writeDuration = new Histogram({ name: 'ldap_gateway_write_duration_seconds', help: 'Time to carry a write to AD, look-ups included, by operation', labelNames: ['op'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly offlineBinds = new Counter({ name: 'ldap_gateway_offline_binds_total', help: 'Binds decided offline (no DC reachable) by result: success, wrong_password, no_verifier, expired, throttled', labelNames: ['result'] as const, registers: [this.registry] });
   readonly upstreamDuration = new Histogram({ name: 'ldap_gateway_upstream_duration_seconds', help: 'Upstream operation latency, by operation and domain controller', labelNames: ['op', 'dc', 'outcome'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
 
   constructor() {

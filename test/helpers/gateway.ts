@@ -94,6 +94,12 @@ export function sambaExampleYaml(extra = '', o: { provisioning?: 'keep' } = {}):
     .replace(/^( {2}ldap): 127\.0\.0\.1:1389$/m, '$1: 127.0.0.1:0')
     .replace(/^( {2}ldaps): 127\.0\.0\.1:1636$/m, '$1: 127.0.0.1:0')
     .replace(/^( {2}listen): 127\.0\.0\.1:9090$/m, '$1: 127.0.0.1:0');
+  // the example has an auth: block (offline binds): an extra auth: block's settings join it
+  const auth = /^auth:\n((?: {2}.*\n)+)/m.exec(extra);
+  if (auth) {
+    text = text.replace(/^auth:\n/m, `auth:\n${auth[1]}`);
+    extra = extra.replace(auth[0], '');
+  }
   return text + extra;
 }
 

@@ -1,0 +1,222 @@
+// Offline binds (auth.offline) against two real Samba AD DCs (127.0.0.23 and 127.0.0.24, clones of the
+// test bed's template): stopping both is the outage. This file owns its DCs, so it may change users,
+// passwords and groups in them.
+import t from 'tap';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Attribute, Change, Client } from 'ldapts';
+import { allSecrets, bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, ROOT, run, startFromYaml, type TestGateway } from '../helpers/gateway';
+
+const SCRIPT = join(ROOT, 'test', 'testbed', 'samba-ad-testbed.sh');
+const PW = bedEnv('SAMBA_AD_USER_PASS');
+const BASE = bedEnv('SAMBA_AD_BASE_DN');
+const dir = mkdtempSync(join(tmpdir(), 'gw-offline-'));
+const DCS = [
+  { ip: '127.0.0.23', dir: join(dir, 'dc1') },
+  { ip: '127.0.0.24', dir: join(dir, 'dc2') },
+];
+const FILE = join(dir, 'offline-verifiers');
+const KEY = 'offline-file-key-3f9a1c7e55';
+const NEW_PW = 'Changed-Passw0rd!71';
+
+async function bed(cmd: 'up' | 'down', dc: (typeof DCS)[number]): Promise<void> {
+  const r = await run('bash', [SCRIPT, cmd, dc.dir], { ...process.env, SAMBA_IP: dc.ip }, 60_000);
+  if (r.code !== 0) throw new Error(`samba ${cmd} ${dc.ip} failed: ${r.stderr}`);
+}
+
+const yaml = (o: { maxAgeMs?: number; key?: string; servicePassword?: string } = {}) => `listen:
+  ldap: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+upstream:
+  urls:
+    - ldaps://${DCS[0]?.ip}:636
+    - ldaps://${DCS[1]?.ip}:636
+  tls:
+    ca: \${env:SAMBA_AD_CA_FILE}
+  bind:
+    dn: \${env:SAMBA_AD_SERVICE_DN}
+    password: '${o.servicePassword ?? PW}'
+  baseDN: ${BASE}
+  timeouts:
+    connectMs: 1000
+    operationMs: 3000
+  failureBackoffMs: 1500
+directory:
+  baseDN: dc=vpn,dc=example,dc=test
+  users:
+    source:
+      filter: (memberOf:1.2.840.113556.1.4.1941:=CN=VPN,OU=Groups,${BASE})
+auth:
+  offline:
+    enabled: true
+    maxAgeMs: ${o.maxAgeMs ?? 3_600_000}
+    checkIntervalMs: 1000
+    file: ${FILE}
+    key: ${o.key ?? KEY}
+consumers:
+  - name: defguard
+    bindDN: ${CONSUMER_DN}
+    password: ${CONSUMER_PASSWORD}
+`;
+
+const gateways: TestGateway[] = [];
+async function gateway(o: Parameters<typeof yaml>[0] = {}): Promise<TestGateway> {
+  const g = await startFromYaml(yaml(o));
+  gateways.push(g);
+  return g;
+}
+
+t.before(async () => {
+  for (const dc of DCS) {
+    const c = await run('bash', [SCRIPT, 'clone', bedEnv('SAMBA_AD_TEMPLATE'), dc.dir], { ...process.env, SAMBA_IP: dc.ip }, 60_000);
+    if (c.code !== 0) throw new Error(`clone failed: ${c.stderr}`);
+  }
+  await Promise.all(DCS.map((dc) => bed('up', dc)));
+});
+t.teardown(async () => {
+  for (const g of gateways) await g.stop().catch(() => undefined);
+  await Promise.all(DCS.map((dc) => bed('down', dc).catch(() => undefined)));
+});
+
+/** A bind's result code (0 = success). */
+async function bindCode(g: TestGateway, name: string, password: string): Promise<number> {
+  const c = new Client({ url: g.url, timeout: 10_000 });
+  try {
+    await c.bind(name, password);
+    return 0;
+  } catch (err) {
+    return (err as { code?: number }).code ?? -1;
+  } finally {
+    await c.unbind().catch(() => undefined);
+  }
+}
+
+/** Bounded poll (the verifier is computed in the background: nothing observable marks its end). */
+async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function adminModify(dn: string, changes: Change[]): Promise<void> {
+  const a = new Client({ url: `ldaps://${DCS[0]?.ip}:636`, tlsOptions: { ca: [readFileSync(bedEnv('SAMBA_AD_CA_FILE'))] } });
+  try {
+    await a.bind(bedEnv('SAMBA_AD_ADMIN_DN'), bedEnv('SAMBA_AD_ADMIN_PASS'));
+    await a.modify(dn, changes);
+  } finally {
+    await a.unbind().catch(() => undefined);
+  }
+}
+
+const DN: Record<string, string> = { carol: `CN=carol,OU=People,${BASE}`, jmuller: `CN=José Müller,OU=People,${BASE}`, jdoe: `CN=Doe\\, John,OU=Contractors,${BASE}` };
+const people = (u: string) => DN[u] as string;
+const auditOf = (g: TestGateway, name: string) =>
+  g.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((j) => j.event === 'bind' && j.name === name);
+let g1: TestGateway;
+const verifiers: string[] = [];
+
+t.test('while AD is reachable: verifiers after binds; changes in AD drop them', async (t) => {
+  g1 = await gateway();
+  for (const u of ['alice', 'carol', 'jmuller', 'jdoe']) t.equal(await bindCode(g1, u, PW), 0, `${u} binds online`);
+  const store = g1.gw.core.offline?.store;
+  await until('four verifiers', () => store?.known.size === 4);
+  for (const guid of store?.known ?? []) {
+    const r = await store?.records.get(guid);
+    if (r) verifiers.push(r.v, r.s);
+  }
+  t.equal(verifiers.length, 8);
+
+  const from = g1.logs.length;
+  await adminModify(people('carol'), [new Change({ operation: 'replace', modification: new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${NEW_PW}"`, 'utf16le')] as unknown as string[] }) })]);
+  await adminModify(people('jmuller'), [new Change({ operation: 'replace', modification: new Attribute({ type: 'userAccountControl', values: ['514'] }) })]);
+  await adminModify(`CN=VPN,OU=Groups,${BASE}`, [new Change({ operation: 'delete', modification: new Attribute({ type: 'member', values: [people('jdoe')] }) })]);
+  // the periodic check (checkIntervalMs: 1000) sees each change
+  const dropped = new Set<string>();
+  await g1.waitForLog((_l, j) => {
+    if (j?.event === 'offline_verifier' && typeof j.dropped === 'string') dropped.add(j.dropped);
+    return dropped.has('password_changed') && dropped.has('state_changed') && dropped.has('left_source');
+  }, { from, timeoutMs: 15_000 });
+  t.pass('password changed, account disabled, removed from the VPN group: each verifier dropped by the check');
+  t.equal(store?.known.size, 1, 'only alice keeps hers');
+});
+
+t.test('both DCs stopped: offline answers', async (t) => {
+  await Promise.all(DCS.map((dc) => bed('down', dc)));
+  const from = g1.logs.length;
+  t.equal(await bindCode(g1, 'alice', PW), 0, 'a user who bound within the maximum age binds');
+  await g1.waitForLog((_l, j) => j?.event === 'offline' && j.offline === true, { from: 0 });
+  const ok = auditOf(g1, 'alice').pop();
+  t.match(ok, { result: 'success', reason: 'ok', offline: true }, 'the audit line says offline');
+  t.equal(await bindCode(g1, 'alice', 'Wrong-Passw0rd!'), 49, 'a wrong password: 49');
+  t.match(auditOf(g1, 'alice').pop(), { result: 'failure', reason: 'bad_credentials', offline: true });
+  t.equal(await bindCode(g1, 'bob', PW), 52, 'a user the gateway never saw: 52');
+  t.equal(await bindCode(g1, 'carol', PW), 52, 'the old password after a change in AD: no verifier, 52');
+  t.equal(await bindCode(g1, 'carol', NEW_PW), 52, 'and the new one was never seen by the gateway');
+  t.equal(await bindCode(g1, 'jmuller', PW), 52, 'disabled in AD: 52');
+  t.equal(await bindCode(g1, 'jdoe', PW), 52, 'removed from the users source: 52');
+  t.equal(await bindCode(g1, `uid=alice,ou=users,dc=vpn,dc=example,dc=test`, PW), 0, 'the virtual DN too');
+
+  // Defguard's login: its one-entry user search, then the bind
+  const d = new Client({ url: g1.url, timeout: 10_000 });
+  t.teardown(() => d.unbind().catch(() => undefined));
+  await d.bind(CONSUMER_DN, CONSUMER_PASSWORD);
+  const r = await d.search('ou=users,dc=vpn,dc=example,dc=test', { filter: '(&(objectClass=inetOrgPerson)(uid=alice))', attributes: ['uid', 'mail', 'cn'] });
+  t.same(r.searchEntries.map((e) => [e.dn, e.uid, e.mail]), [['uid=alice,ou=users,dc=vpn,dc=example,dc=test', 'alice', 'alice@example.test']], 'the cached account is found');
+  await t.rejects(d.search('ou=users,dc=vpn,dc=example,dc=test', { filter: '(uid=bob)', attributes: ['uid'] }), { code: 52 }, 'an account it has no entry of: unavailable');
+  await t.rejects(d.search('ou=users,dc=vpn,dc=example,dc=test', { filter: '(objectClass=*)', attributes: ['uid'] }), 'a listing is not served from memory');
+
+  const ready = await fetch(`${g1.httpUrl}/readyz`);
+  t.equal(ready.status, 200);
+  t.match(await ready.text(), /offline: no domain controller is reachable/);
+  const metrics = await (await fetch(`${g1.httpUrl}/metrics`)).text();
+  t.match(metrics, /^ldap_gateway_offline 1$/m);
+  t.match(metrics, /^ldap_gateway_offline_binds_total\{result="success"\} 2$/m);
+  t.match(metrics, /^ldap_gateway_offline_binds_total\{result="wrong_password"\} 1$/m);
+  t.match(metrics, /^ldap_gateway_offline_binds_total\{result="no_verifier"\} [1-9]/m);
+  t.ok(g1.logs.slice(from).every((l) => !l.includes('"dc":')), 'AD never saw any of these binds');
+});
+
+t.test('a restart during the outage: the encrypted file keeps the verifiers; a wrong key keeps none', async (t) => {
+  await g1.stop();
+  t.notOk(readFileSync(FILE, 'utf8').includes('alice'), 'the file is encrypted');
+  const g2 = await gateway();
+  await g2.waitForLog((_l, j) => j?.event === 'offline_file' && j.loaded === 1, { from: 0 });
+  t.equal(await bindCode(g2, 'alice', PW), 0, 'alice binds offline after the restart');
+  t.equal(await bindCode(g2, 'alice', 'Wrong-Passw0rd!'), 49);
+  await g2.stop();
+
+  const g3 = await gateway({ key: 'a-wrong-offline-key-0000' });
+  await g3.waitForLog((_l, j) => j?.event === 'offline_file' && /cannot be decrypted/.test(String(j.msg)), { from: 0 });
+  t.equal(await bindCode(g3, 'alice', PW), 52, 'a wrong key: no verifier used');
+  await g3.stop();
+
+  const g4 = await gateway({ maxAgeMs: 1000 });
+  t.equal(await bindCode(g4, 'alice', PW), 52, 'past the maximum age: 52');
+  await g4.stop();
+});
+
+t.test('a DC that answers with an error does not switch the gateway to offline answers', async (t) => {
+  await Promise.all(DCS.map((dc) => bed('up', dc)));
+  // the service account's password no longer matches (as after a change in AD): the DC refuses the service bind
+  const g5 = await gateway({ servicePassword: 'Not-The-Service-Passw0rd!' });
+  await g5.waitForLog((_l, j) => j?.event === 'offline_file' && j.loaded === 1, { from: 0 });
+  t.equal(await bindCode(g5, 'alice', PW), 52, 'AD answered (refused the service bind): not offline, 52');
+  t.equal(await bindCode(g5, 'alice', 'Wrong-Passw0rd!'), 52, 'a wrong password is not judged by the verifier either');
+  t.ok(auditOf(g5, 'alice').every((j) => j.offline === undefined), 'no audit line says offline');
+  const metrics = await (await fetch(`${g5.httpUrl}/metrics`)).text();
+  t.match(metrics, /^ldap_gateway_offline 0$/m);
+  t.notMatch(metrics, /^ldap_gateway_offline_binds_total\{/m, 'no offline bind counted');
+  await g5.stop();
+});
+
+t.test('no password, verifier or salt in any captured log or metric', async (t) => {
+  const secrets = [...allSecrets(), NEW_PW, KEY, ...verifiers];
+  for (const g of gateways) {
+    for (const s of secrets) t.notOk(g.logs.some((l) => l.includes(s)), `not in the logs of a gateway: ${s.slice(0, 3)}…`);
+  }
+  t.equal(verifiers.length, 8);
+});
