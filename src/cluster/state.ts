@@ -9,37 +9,11 @@
 // Caches stay each worker's own (they are not limits; a write's invalidation reaches every worker over
 // the bus): the search cache and the bind-name look-ups.
 import type { Channel } from './ipc';
-import { memoryState } from '../state/memory';
-import type { RateLimiter, StateStores, TtlMap, TtlMapOptions, WindowCounter } from '../state/types';
-
-/** Stores each worker keeps for itself: caches, invalidated over the bus after a write. */
-const PER_WORKER: ReadonlySet<string> = new Set(['search-cache', 'bind-names']);
-
-/** Messages to every worker (a write's invalidation), the writer's own included. */
-export interface Bus {
-  publish(topic: string, message: string): Promise<void>;
-  subscribe(topic: string, fn: (message: string) => void): () => void;
-}
+import { MemoryBus, memoryState } from '../state/memory';
+import { PER_PROCESS_STORES, type Bus, type RateLimiter, type StateStores, type TtlMap, type TtlMapOptions, type WindowCounter } from '../state/types';
 
 /** One update of a replicated store, as it travels: which store (kind, name, options), which call. */
 export type Update = [kind: 'ttlMap' | 'windowCounter' | 'rateLimiter', name: string, opts: unknown, method: string, args: unknown[]];
-
-/** An in-process bus, the worker's side of the supervisor's fan-out. */
-export class LocalBus implements Bus {
-  private readonly subs = new Map<string, Set<(m: string) => void>>();
-  async publish(topic: string, message: string): Promise<void> {
-    this.deliver(topic, message);
-  }
-  subscribe(topic: string, fn: (message: string) => void): () => void {
-    let set = this.subs.get(topic);
-    if (!set) this.subs.set(topic, (set = new Set()));
-    set.add(fn);
-    return () => set.delete(fn);
-  }
-  deliver(topic: string, message: string): void {
-    for (const fn of this.subs.get(topic) ?? []) fn(message);
-  }
-}
 
 /** Stores created on first use from the update's description, so a replica needs no prior set-up. */
 export class Replica {
@@ -86,7 +60,7 @@ export class Replica {
 export function workerState(ch: Channel, publish: (topic: string, message: string) => void): StateStores & { bus: Bus; deliver(topic: string, message: string): void; applyRemote(u: Update): Promise<void>; replica: Replica } {
   const replica = new Replica();
   const caches = memoryState();
-  const bus = new LocalBus();
+  const bus = new MemoryBus();
   // an update: applied here at once, then sent to the supervisor for the other workers
   const update = async (u: Update): Promise<void> => {
     await replica.apply(u);
@@ -95,7 +69,7 @@ export function workerState(ch: Channel, publish: (topic: string, message: strin
   return {
     replica,
     ttlMap<V>(name: string, o: TtlMapOptions<V>): TtlMap<V> {
-      if (PER_WORKER.has(name)) return caches.ttlMap(name, o);
+      if (PER_PROCESS_STORES.has(name)) return caches.ttlMap(name, o);
       const opts = { max: o.max, ttlMs: o.ttlMs };
       const mine = replica.store('ttlMap', name, opts) as unknown as TtlMap<V>;
       return {
