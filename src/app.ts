@@ -54,7 +54,17 @@ function makeGuard(cfg: Config, log: Logger, metrics: Metrics, state: StateStore
   const lockout = cfg.protection.lockout;
   const announced = new LRUCache<string, true>({ max: 10_000, ttl: 60_000 });
   return new LockoutGuard(
-    { windowMs: lockout.windowMs, perAccountIp: lockout.perAccountIp, perAccount: lockout.perAccount, perIp: lockout.perIp, bindRatePerIp: cfg.protection.bindRatePerIp, bindBurstPerIp: cfg.protection.bindBurstPerIp },
+    {
+      windowMs: lockout.windowMs,
+      perAccountIp: lockout.perAccountIp,
+      perAccount: lockout.perAccount,
+      perIp: lockout.perIp,
+      bindRatePerIp: cfg.protection.bindRatePerIp,
+      bindBurstPerIp: cfg.protection.bindBurstPerIp,
+      // the service account's credentials: the same for every worker and replica of this configuration,
+      // never in the shared state (README "Operating several replicas": what Redis holds)
+      ...(cfg.upstream ? { keyMaterial: `${cfg.upstream.bind.dn}\0${cfg.upstream.bind.password}` } : {}),
+    },
     state,
     (scope, client, account) => {
       metrics.lockoutTrips.inc({ scope });

@@ -165,8 +165,8 @@ export class Authenticator {
     const allowed = this.o.policy.bind(op.name, op.password, tls);
     if (!allowed.allow) return { reason: allowed.reason };
     const guard = this.o.guard;
-    if (guard && !(await guard.allowBind(client))) return { reason: 'rate_limited' };
-    if (await guard?.ipBlocked(client)) return { reason: 'throttled' };
+    const screened = await guard?.screenClient(client);
+    if (screened) return { reason: screened };
     const local = async (reason: BindReason, extra: Partial<Outcome> = {}): Promise<Outcome> => {
       await guard?.otherFailure(client);
       return { reason, ...extra };
@@ -207,8 +207,9 @@ export class Authenticator {
     if (!username) return { reason: 'unknown_user', entry };
 
     // the shield: refused here, AD never sees the attempt (and its badPwdCount never moves)
-    if (await guard?.accountBlocked(ad.dn, client)) return { reason: 'throttled', entry };
-    if (await guard?.knownWrong(ad.dn, op.password)) {
+    const verdict = await guard?.screenAccount(ad.dn, op.password, client);
+    if (verdict && verdict !== 'known_wrong') return { reason: 'throttled', entry };
+    if (verdict === 'known_wrong') {
       await resolved?.delete(cacheKey);
       return { reason: 'bad_credentials', entry };
     }

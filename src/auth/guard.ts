@@ -2,10 +2,15 @@
 // account. Failed binds are counted in sliding windows per (account, source IP), per account and per
 // source IP; past a threshold, binds are refused here (49, reason `throttled`) without touching AD.
 // Accounts are keyed by their resolved AD DN, so every bind-name form counts together. The same wrong
-// password retried for the same account is answered here and counts once (HMAC with a per-process
-// secret, memory only). A success clears that account's counters for that address, and the account's
-// total: AD resets badPwdCount on a successful logon too.
-import { createHmac, randomBytes } from 'node:crypto';
+// password retried for the same account is answered here and counts once: the store keeps an HMAC of
+// (account, password), never the password, keyed with a secret every process and replica derives from
+// the configuration (so the memory is shared where the state is), never stored with it. A success
+// clears that account's counters for that address, and the account's total: AD resets badPwdCount on a
+// successful logon too.
+//
+// A bind asks the shield twice, each time with every question at once (screenClient, screenAccount):
+// on a shared backend (Redis) the look-ups of one screen travel together, one round trip.
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { EntrySource } from '../directory/search';
 import type { RateLimiter, StateStores, TtlMap, WindowCounter } from '../state/types';
@@ -18,12 +23,23 @@ export interface GuardOptions {
   /** binds per second per source address (token bucket), and its burst */
   bindRatePerIp: number;
   bindBurstPerIp: number;
+  /**
+   * What the known-wrong memory's HMAC key is derived from (HKDF-SHA256): the same in every process and
+   * replica of one configuration, so that they share that memory. Absent: a random key per process.
+   */
+  keyMaterial?: string;
 }
 
 export type TripScope = 'account_ip' | 'account' | 'ip';
 
+/** The HMAC key of the known-wrong memory: derived from keyMaterial, or random for this process alone. */
+export function shieldKey(keyMaterial: string | undefined): Buffer {
+  if (keyMaterial === undefined) return randomBytes(32);
+  return Buffer.from(hkdfSync('sha256', keyMaterial, 'ldap-gateway lockout shield', 'known-wrong passwords v1', 32));
+}
+
 export class LockoutGuard {
-  private readonly secret = randomBytes(32);
+  private readonly secret: Buffer;
   private readonly windows: WindowCounter;
   private readonly seenWrong: TtlMap<true>;
   private readonly buckets: RateLimiter;
@@ -33,31 +49,36 @@ export class LockoutGuard {
     state: StateStores,
     private readonly onTrip: (scope: TripScope, client: string, account?: string) => void = () => undefined,
   ) {
+    this.secret = shieldKey(o.keyMaterial);
     this.windows = state.windowCounter('lockout', { windowMs: o.windowMs, cap: Math.max(o.perAccountIp, o.perAccount, o.perIp, 1), max: 200_000 });
     this.seenWrong = state.ttlMap<true>('lockout-wrong', { max: 200_000, ttlMs: o.windowMs });
     this.buckets = state.rateLimiter('bind-rate', { ratePerSec: o.bindRatePerIp, burst: o.bindBurstPerIp, max: 100_000 });
   }
 
-  /** Token bucket per address: false when this bind is over the rate. */
-  allowBind(client: string, now = Date.now()): Promise<boolean> {
-    return this.buckets.take(client, now);
-  }
-
-  /** Before any look-up: is this address over its failure budget? */
-  async ipBlocked(client: string, now = Date.now()): Promise<boolean> {
-    const blocked = this.o.perIp > 0 && (await this.windows.count(`i:${client}`, now)) >= this.o.perIp;
+  /** Before any look-up, both questions at once: over the bind rate, or over the address's failure budget? */
+  async screenClient(client: string, now = Date.now()): Promise<'rate_limited' | 'throttled' | undefined> {
+    const [allowed, blocked] = await Promise.all([this.buckets.take(client, now), this.o.perIp > 0 ? this.windows.count(`i:${client}`, now).then((n) => n >= this.o.perIp) : false]);
+    if (!allowed) return 'rate_limited';
     if (blocked) this.onTrip('ip', client);
-    return blocked;
+    return blocked ? 'throttled' : undefined;
   }
 
   /** After resolving the account, before binding upstream. */
   async accountBlocked(account: string, client: string, now = Date.now()): Promise<TripScope | undefined> {
     const a = account.toLowerCase();
-    let scope: TripScope | undefined;
-    if (this.o.perAccountIp > 0 && (await this.windows.count(`ai:${a}|${client}`, now)) >= this.o.perAccountIp) scope = 'account_ip';
-    else if (this.o.perAccount > 0 && (await this.windows.count(`a:${a}`, now)) >= this.o.perAccount) scope = 'account';
+    const [pair, total] = await Promise.all([
+      this.o.perAccountIp > 0 ? this.windows.count(`ai:${a}|${client}`, now) : 0,
+      this.o.perAccount > 0 ? this.windows.count(`a:${a}`, now) : 0,
+    ]);
+    const scope: TripScope | undefined = this.o.perAccountIp > 0 && pair >= this.o.perAccountIp ? 'account_ip' : this.o.perAccount > 0 && total >= this.o.perAccount ? 'account' : undefined;
     if (scope) this.onTrip(scope, client, account);
     return scope;
+  }
+
+  /** After resolving the account, every question at once: over a failure budget, or a password AD already refused? */
+  async screenAccount(account: string, password: string, client: string, now = Date.now()): Promise<TripScope | 'known_wrong' | undefined> {
+    const [scope, wrong] = await Promise.all([this.accountBlocked(account, client, now), this.knownWrong(account, password)]);
+    return scope ?? (wrong ? 'known_wrong' : undefined);
   }
 
   private digest(account: string, password: string): string {

@@ -1,0 +1,128 @@
+// The lockout shield's questions: what each screen answers, that one screen asks its questions together
+// (on Redis: one round trip), and that the known-wrong memory is shared by guards of one configuration.
+import t from 'tap';
+import { LockoutGuard, shieldKey } from '../../src/auth/guard';
+import { memoryState } from '../../src/state/memory';
+import type { StateStores } from '../../src/state/types';
+
+const limits = { windowMs: 60_000, perAccountIp: 3, perAccount: 4, perIp: 10, bindRatePerIp: 100, bindBurstPerIp: 2 };
+const dn = 'CN=Alice,OU=People,DC=example,DC=test';
+
+/** The stores, with every call's start and end recorded: a screen's questions must all start before any ends. */
+function recorded(inner: StateStores) {
+  const calls: string[] = [];
+  const wrap =
+    <A extends unknown[], R>(name: string, fn: (...a: A) => Promise<R>) =>
+    async (...a: A): Promise<R> => {
+      calls.push(`start ${name}`);
+      try {
+        return await fn(...a);
+      } finally {
+        calls.push(`end ${name}`);
+      }
+    };
+  const stores: StateStores = {
+    ttlMap<V>(n: string, o: Parameters<StateStores['ttlMap']>[1]) {
+      const m = inner.ttlMap<V>(n, o as never);
+      return { get: wrap(`${n}.get`, m.get.bind(m)), set: wrap(`${n}.set`, m.set.bind(m)), delete: wrap(`${n}.delete`, m.delete.bind(m)) };
+    },
+    windowCounter(n, o) {
+      const w = inner.windowCounter(n, o);
+      return { add: wrap(`${n}.add`, w.add.bind(w)), count: wrap(`${n}.count`, w.count.bind(w)), clear: wrap(`${n}.clear`, w.clear.bind(w)) };
+    },
+    rateLimiter(n, o) {
+      const r = inner.rateLimiter(n, o);
+      return { take: wrap(`${n}.take`, r.take.bind(r)) };
+    },
+    bus: inner.bus,
+  };
+  return { stores, calls };
+}
+
+const allStartFirst = (calls: string[]) => {
+  const firstEnd = calls.findIndex((c) => c.startsWith('end'));
+  return firstEnd > 0 && calls.slice(firstEnd).every((c) => c.startsWith('end'));
+};
+
+t.test('screenClient: the rate and the address budget, asked together', async (t) => {
+  const { stores, calls } = recorded(memoryState());
+  const guard = new LockoutGuard(limits, stores);
+  const now = 1_000_000;
+  t.equal(await guard.screenClient('10.0.0.1', now), undefined, 'a fresh address passes');
+  t.same(calls.filter((c) => c.startsWith('start')).sort(), ['start bind-rate.take', 'start lockout.count'], 'both questions asked');
+  t.ok(allStartFirst(calls), 'both started before either answered');
+  t.equal(await guard.screenClient('10.0.0.1', now), undefined, 'the burst allows a second');
+  t.equal(await guard.screenClient('10.0.0.1', now), 'rate_limited', 'the third within the same instant is over the rate');
+  const trips: string[] = [];
+  const strict = new LockoutGuard({ ...limits, perIp: 2, bindBurstPerIp: 100 }, memoryState(), (scope) => trips.push(scope));
+  await strict.otherFailure('10.0.0.2');
+  t.equal(await strict.screenClient('10.0.0.2'), undefined, 'one failure is under the budget');
+  await strict.otherFailure('10.0.0.2');
+  t.equal(await strict.screenClient('10.0.0.2'), 'throttled', 'two failures reach it');
+  t.same(trips, ['ip'], 'the trip is reported once, with its scope');
+});
+
+t.test('screenAccount: budgets first, then the known-wrong password, asked together', async (t) => {
+  const { stores, calls } = recorded(memoryState());
+  const guard = new LockoutGuard(limits, stores);
+  t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.1'), undefined, 'nothing known: pass');
+  t.same(
+    calls.filter((c) => c.startsWith('start')).sort(),
+    ['start lockout-wrong.get', 'start lockout.count', 'start lockout.count'],
+    'the two windows and the wrong-password memory are asked',
+  );
+  t.ok(allStartFirst(calls), 'all three started before any answered');
+
+  await guard.badPassword(dn, 'Wrong-1', '10.0.0.1');
+  t.equal(await guard.screenAccount(dn, 'Wrong-1', '10.0.0.1'), 'known_wrong', 'the same wrong password is known');
+  t.equal(await guard.screenAccount(dn.toUpperCase(), 'Wrong-1', '10.0.0.9'), 'known_wrong', 'for the account in any case, from any address');
+  t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.1'), undefined, 'another password is not');
+  await guard.badPassword(dn, 'Wrong-2', '10.0.0.1');
+  await guard.badPassword(dn, 'Wrong-3', '10.0.0.1');
+  t.equal(await guard.screenAccount(dn, 'Wrong-1', '10.0.0.1'), 'account_ip', 'a tripped budget comes before the known-wrong answer');
+  t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.2'), undefined, 'another address still has its budget');
+  await guard.badPassword(dn, 'Wrong-4', '10.0.0.2');
+  t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.3'), 'account', "four failures trip the account's total");
+  await guard.succeeded(dn, '10.0.0.1');
+  t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.3'), undefined, 'a success clears the total');
+  await guard.passwordChanged(dn, 'Wrong-1');
+  t.equal(await guard.screenAccount(dn, 'Wrong-1', '10.0.0.3'), undefined, 'a password set through the gateway is no longer known wrong');
+});
+
+/** One store per name, whoever asks (as every replica reaches the same keys on Redis). */
+function byName(inner: StateStores): StateStores {
+  const maps = new Map<string, unknown>();
+  return {
+    ...inner,
+    ttlMap<V>(n: string, o: Parameters<StateStores['ttlMap']>[1]) {
+      if (!maps.has(n)) maps.set(n, inner.ttlMap<V>(n, o as never));
+      return maps.get(n) as ReturnType<StateStores['ttlMap']> as never;
+    },
+  };
+}
+
+t.test('the known-wrong memory: shared by one configuration, apart for another, never the password', async (t) => {
+  const shared = byName(memoryState());
+  const a = new LockoutGuard({ ...limits, keyMaterial: 'cn=svc\0service-password' }, shared);
+  const b = new LockoutGuard({ ...limits, keyMaterial: 'cn=svc\0service-password' }, shared);
+  const other = new LockoutGuard({ ...limits, keyMaterial: 'cn=svc\0another-password' }, shared);
+  const random1 = new LockoutGuard(limits, shared);
+  const random2 = new LockoutGuard(limits, shared);
+  await a.badPassword(dn, 'Wrong-1', '10.0.0.1');
+  t.ok(await b.knownWrong(dn, 'Wrong-1'), 'a second process of the same configuration knows it (replicas count it once)');
+  t.notOk(await other.knownWrong(dn, 'Wrong-1'), 'another service password: another key');
+  await random1.badPassword(dn, 'Wrong-2', '10.0.0.1');
+  t.notOk(await random2.knownWrong(dn, 'Wrong-2'), 'without key material each process keeps its own');
+  t.same(shieldKey('x'), shieldKey('x'), 'the key is derived, the same every time');
+  t.not(shieldKey(undefined).toString('hex'), shieldKey(undefined).toString('hex'), 'without material it is random');
+
+  // what the store holds: keys and values, none of them the password or the key material
+  const seen: string[] = [];
+  const spy: StateStores = { ...shared, ttlMap: <V>(n: string, o: Parameters<StateStores['ttlMap']>[1]) => {
+    const m = shared.ttlMap<V>(n, o as never);
+    return { ...m, get: m.get.bind(m), delete: m.delete.bind(m), set: async (k: string, v: V, ttl?: number) => (seen.push(`${n}|${k}|${JSON.stringify(v)}`), m.set(k, v, ttl)) };
+  } };
+  await new LockoutGuard({ ...limits, keyMaterial: 'cn=svc\0service-password' }, spy).badPassword(dn, 'Wrong-Passw0rd!', '10.0.0.1');
+  t.equal(seen.length, 1, 'one entry written');
+  t.notMatch(seen.join('\n'), /Wrong-Passw0rd|service-password/, 'neither the password nor the key material is stored');
+});
