@@ -262,6 +262,7 @@ write_ldlat() {   # path.c
  * usage: ldlat -H ldap://127.0.0.1:3890 -m bind|rebind|search [-n threads] [-d secs]
  *              [-W warmup_secs] [-r lo] [-R hi] [-b base] [-a attr]
  *              [-U dn_fmt] [-P pw_fmt] [-D search_bind_dn] [-w search_bind_pw] [-F value_fmt]
+ *              [-L name,name,...]   (bind/rebind: bind as these names instead of -U, user u -> name u % count)
  *   bind   : per op: new connection + simple bind as random user + unbind (= ldclt bindeach,bindonly)
  *   rebind : one connection per thread, per op: simple bind as random user on it
  *   search : one connection per thread bound as -D/-w, per op: (attr=userNNNN) subtree, all attrs;
@@ -282,6 +283,7 @@ static const char *base = "ou=people,dc=example,dc=test", *attr = "uid";
 static const char *dnfmt = "uid=user%04d,ou=people,dc=example,dc=test", *pwfmt = "pw%04d";
 static const char *sdn = "uid=user0001,ou=people,dc=example,dc=test", *spw = "pw0001";
 static const char *valfmt = "user%04d";
+static char *names[64]; static int nnames = 0;
 static int nthreads = 4, lo = 1, hi = 2000;
 static double dur = 10, warm = 2;
 static volatile int recording = 0, stop = 0;
@@ -319,15 +321,17 @@ static void *worker(void *arg) {
   while (!stop) {
     int u = lo + (int)(erand48(c->seed) * (hi - lo + 1)), rc;
     double t0 = now();
+    if (strcmp(mode, "search")) {
+      if (nnames) snprintf(dn, sizeof dn, "%s", names[u % nnames]); else snprintf(dn, sizeof dn, dnfmt, u);
+      snprintf(pw, sizeof pw, pwfmt, u);
+    }
     if (!strcmp(mode, "bind")) {
-      snprintf(dn, sizeof dn, dnfmt, u); snprintf(pw, sizeof pw, pwfmt, u);
       LDAP *l = open_ld();
       rc = l ? simple_bind(l, dn, pw) : -1;
       double t1 = now();
       if (l) ldap_unbind_ext_s(l, NULL, NULL);
       if (rc == LDAP_SUCCESS) rec(c, (t1 - t0) * 1e6); else if (recording) c->err++;
     } else if (!strcmp(mode, "rebind")) {
-      snprintf(dn, sizeof dn, dnfmt, u); snprintf(pw, sizeof pw, pwfmt, u);
       rc = simple_bind(ld, dn, pw);
       double t1 = now();
       if (rc == LDAP_SUCCESS) rec(c, (t1 - t0) * 1e6);
@@ -351,8 +355,9 @@ static int cmpu(const void *a, const void *b) { unsigned x = *(const unsigned *)
 
 int main(int argc, char **argv) {
   int o;
-  while ((o = getopt(argc, argv, "H:m:n:d:W:r:R:b:a:U:P:D:w:F:")) != -1) switch (o) {
+  while ((o = getopt(argc, argv, "H:m:n:d:W:r:R:b:a:U:P:D:w:F:L:")) != -1) switch (o) {
     case 'F': valfmt = optarg; break;
+    case 'L': for (char *t = strtok(strdup(optarg), ","); t && nnames < 64; t = strtok(NULL, ",")) names[nnames++] = t; break;
     case 'H': uri = optarg; break;      case 'm': mode = optarg; break;
     case 'n': nthreads = atoi(optarg); break; case 'd': dur = atof(optarg); break;
     case 'W': warm = atof(optarg); break; case 'r': lo = atoi(optarg); break;

@@ -2,12 +2,25 @@
 # npm run bench -- ldap-gateway against the direct path and OpenLDAP's back-ldap proxy, in the same run.
 #
 # Starts on loopback: the upstream slapd (back-mdb, N_USERS users) and the back-ldap proxy
-# (bench/openldap-anchor.sh), and the gateway in front of the same upstream. Every cell runs the three
-# targets back to back (interleaved), so ratios compare like with like on a shared, noisy machine.
-# Everything it starts is stopped at the end, by PID, however the run ends.
+# (bench/openldap-anchor.sh), and in front of the same upstream the gateway as these targets:
+#   gateway          one process (memory state)
+#   gw-workers2      workers: 2 (a supervisor and two processes sharing the listener)
+#   gw-ha2           two one-process replicas sharing their state on Redis, behind HAProxy (TCP mode,
+#                    balance leastconn, send-proxy-v2 and option ldap-check as deploy/haproxy/haproxy.cfg;
+#                    the replicas trust 127.0.0.1 for the PROXY header)
+#   gw-redis         one process with its state on Redis (the same redis-server: 127.0.0.1, appendonly,
+#                    appendfsync always, as config/README.md asks)
+#   gw+outbox        one process recording a provisioning event per bind (webhook to bench/sink.ts)
+#   demo / demo+offline  two gateways in front of the embedded demo directory, auth.offline off and on
+#                    (offline binds need an AD-flavoured upstream: the slapd upstream is not one)
+# Every cell runs its targets back to back (interleaved), so ratios compare like with like on a shared,
+# noisy machine. Everything it starts (slapds, gateways, redis-server, haproxy, the sink) is stopped at the
+# end, by PID, however the run ends.
 #
-#   BENCH_MODE=full   (default) 10 s cells, concurrency 1 4 16, 3 repeats (medians): about 30 minutes
-#   BENCH_MODE=smoke  2 s cells, concurrency 4, 1 repeat, 2,000 users: about a minute (CI runs this)
+#   BENCH_MODE=full   (default) 10 s cells, concurrency 1 4 16, 3 repeats (medians): about 45 minutes
+#                     (THREADS="4 16": about 30)
+#   BENCH_MODE=smoke  2 s cells, concurrency 4, 1 repeat, 2,000 users: under two minutes (CI runs this);
+#                     every target runs at least once
 #   BENCH_DIR=var/bench/<N>-users   data (kept between runs: the upstream is loaded once) and results/
 #   BENCH_AD=1        also: one-entry and repeated searches against Samba AD (the test bed) direct vs
 #                     through the gateway (needs the test bed's template: run npm test once)
@@ -17,10 +30,13 @@
 #   bind    new connection + bind + unbind per login
 #   search  one-entry search by uid on a bound connection (random users)
 #   cached  the same, over 50 users only (the gateway answers repeats from its cache)
-#   outbox  rebind on a second gateway recording a provisioning event per bind (dedupe off)
-# and with a Node generator (what ldlat cannot do): a Defguard full sync (paged users + groups),
-# 10,000 idle connections (gateway RSS).
-# Needs: slapd, ldap-utils, libldap-dev, gcc, python3 (the anchor), node.
+#     (these four: direct, back-ldap, gateway, gw-workers2, gw-ha2)
+#   outbox  rebind: gateway vs gw+outbox (an event recorded per bind, dedupe off)
+#   redis   rebind: gateway vs gw-redis (lockout windows, wrong-password memory and bind rate on Redis)
+#   offline rebind as the demo's three users: demo vs demo+offline (issue 14: within 10 %)
+# and with a Node generator (what ldlat cannot do): a Defguard full sync (paged users + groups) through
+# direct, back-ldap, gateway, gw-workers2 and gw-ha2; 10,000 idle connections (gateway RSS).
+# Needs: slapd, ldap-utils, libldap-dev, gcc, python3 (the anchor), node, redis-server, haproxy, curl.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -36,8 +52,10 @@ case "$MODE" in
   full)  DUR=${DUR:-10} WARM=${WARM:-1} REPEATS=${REPEATS:-3} THREADS=${THREADS:-"1 4 16"} IDLE=${IDLE:-10000} ;;
   *) echo "BENCH_MODE must be smoke or full" >&2; exit 2 ;;
 esac
-SCENARIOS=${SCENARIOS:-"rebind bind search cached outbox"}   # SCENARIOS=none: only the sync and idle parts
+SCENARIOS=${SCENARIOS:-"rebind bind search cached outbox redis offline"}   # SCENARIOS=none: only the sync and idle parts
 UP=3890; BL=3891; GW=3895; GW_HTTP=3896; GWO=3897; GWW=3900
+HA=3902; GWR=3903; R1=3905; R2=3906; REDIS=3907; GWD=3908; GWDO=3909   # their HTTP ports: LDAP port + 10
+HAPROXY=${HAPROXY_BIN:-/usr/sbin/haproxy}
 BASE="dc=example,dc=test"
 ANCHOR="$here/openldap-anchor.sh"
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -45,8 +63,9 @@ OUT="$DIR/results/$STAMP"; mkdir -p "$OUT"
 CSV="$OUT/cells.csv"
 HZ=$(getconf CLK_TCK)
 PIDS=()
+RUN=$(mktemp -d /tmp/ldapgw-bench.XXXXXX)   # redis-server's data, HAProxy's config: removed at the end
 
-for bin in slapd slapadd ldapsearch gcc node; do command -v "$bin" >/dev/null || { echo "bench: '$bin' is missing (apt-get install slapd ldap-utils libldap-dev gcc)" >&2; exit 3; }; done
+for bin in slapd slapadd ldapsearch gcc node redis-server redis-cli curl "$HAPROXY"; do command -v "$bin" >/dev/null || { echo "bench: '$bin' is missing (apt-get install slapd ldap-utils libldap-dev gcc redis-server haproxy curl)" >&2; exit 3; }; done
 [ -f /usr/include/ldap.h ] || { echo "bench: libldap-dev is missing (apt-get install libldap-dev)" >&2; exit 3; }
 
 cleanup() {
@@ -54,6 +73,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
   bash "$ANCHOR" down "$DIR" >/dev/null 2>&1 || true
+  rm -rf "$RUN"
   exit $rc
 }
 trap cleanup EXIT INT TERM
@@ -70,12 +90,13 @@ npx tsc -p tsconfig.bench.json
 # The gateway mirrors the upstream's naming (users at uid=userNNNN,ou=people,dc=example,dc=test), so
 # the same probe arguments drive all three targets; it still resolves, maps and rebuilds every entry.
 # The probes search as the upstream's admin; on the gateway that DN is a consumer, as Defguard's would be.
-gateway_config() {  # file port http provisioning-block
+gateway_config() {  # file port http extra-top-level-lines [extra-listen-lines]
   cat > "$1" <<EOF
 listen:
   ldap: 127.0.0.1:$2
   maxConnections: 20000
   maxConnectionsPerIp: 20000
+${5:-}
 http:
   listen: 127.0.0.1:$3
 log:
@@ -100,11 +121,15 @@ $4
 EOF
 }
 
-start_gateway() {  # config port; sets STARTED to its pid (no subshell: PIDS must keep it for cleanup)
+start_gateway() {  # config port [http-port: ready on /readyz instead of a rootDSE read]; sets STARTED to its pid
   node bin/ldap-gateway.js --config "$1" >> "$OUT/gateway-$2.log" 2>&1 &
-  STARTED=$!
+  STARTED=$!   # no subshell: PIDS must keep it for cleanup
   PIDS+=("$STARTED")
-  for _ in $(seq 100); do ldapsearch -x -H "ldap://127.0.0.1:$2" -s base -b '' vendorName >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in $(seq 150); do
+    if [ -n "${3:-}" ]; then curl -sf -o /dev/null "http://127.0.0.1:$3/readyz" && return 0
+    else ldapsearch -x -H "ldap://127.0.0.1:$2" -s base -b '' vendorName >/dev/null 2>&1 && return 0; fi
+    sleep 0.1
+  done
   log "the gateway on :$2 did not start: $(tail -3 "$OUT/gateway-$2.log")"; exit 1
 }
 
@@ -122,10 +147,104 @@ start_gateway "$DIR/gateway-outbox.yaml" "$GWO"; GWO_PID=$STARTED
 # the same gateway as two processes sharing the listener (workers: 2, host-wide state in the supervisor)
 gateway_config "$DIR/gateway-w2.yaml" "$GWW" 3901 "workers: 2"
 start_gateway "$DIR/gateway-w2.yaml" "$GWW"; GWW_PID=$STARTED
+
+# Redis for gw-redis and the two replicas (each under its own key prefix): loopback, a fresh data dir,
+# the persistence config/README.md asks for
+cat > "$RUN/redis.conf" <<EOF
+bind 127.0.0.1
+port $REDIS
+protected-mode no
+dir $RUN
+appendonly yes
+appendfsync always
+maxmemory-policy noeviction
+save ""
+daemonize no
+logfile $RUN/redis.log
+EOF
+redis-server "$RUN/redis.conf" &
+REDIS_PID=$!; PIDS+=("$REDIS_PID")
+for _ in $(seq 100); do [ "$(redis-cli -h 127.0.0.1 -p "$REDIS" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
+[ "$(redis-cli -h 127.0.0.1 -p "$REDIS" ping 2>/dev/null)" = PONG ] || { log "redis-server did not start: $(tail -3 "$RUN/redis.log")"; exit 1; }
+redis_state() {  # key-prefix
+  printf 'state:\n  redis:\n    url: redis://127.0.0.1:%s\n    keyPrefix: "%s"' "$REDIS" "$1"
+}
+gateway_config "$DIR/gateway-redis.yaml" "$GWR" $((GWR + 10)) "$(redis_state bench-single:)"
+start_gateway "$DIR/gateway-redis.yaml" "$GWR"; GWR_PID=$STARTED
+
+# two replicas (one process each, one Redis) behind HAProxy. They require the PROXY header from
+# 127.0.0.1 (so they are reached through HAProxy only, and are ready on /readyz)
+for i in 1 2; do
+  port=$([ "$i" = 1 ] && echo "$R1" || echo "$R2")
+  gateway_config "$DIR/gateway-replica$i.yaml" "$port" $((port + 10)) "instance: gw$i
+$(redis_state bench-ha:)" "  proxyProtocol:
+    trusted: [ 127.0.0.1 ]"
+  start_gateway "$DIR/gateway-replica$i.yaml" "$port" $((port + 10))
+  if [ "$i" = 1 ]; then R1_PID=$STARTED; else R2_PID=$STARTED; fi
+done
+# deploy/haproxy/haproxy.cfg's LDAP frontend and backend on loopback, in the foreground (-db: the PID is
+# HAProxy's), without its log (a line per connection would be HAProxy's work, not the gateway's)
+HA_MAXCONN=$(( $(ulimit -n) / 2 - 100 )); [ "$HA_MAXCONN" -gt 20000 ] && HA_MAXCONN=20000   # two fds per connection
+cat > "$RUN/haproxy.cfg" <<EOF
+global
+    maxconn $HA_MAXCONN
+defaults
+    mode tcp
+    timeout connect 3s
+    retries 2
+    option redispatch
+    timeout client 10m
+    timeout server 10m
+    timeout client-fin 30s
+    timeout server-fin 30s
+    timeout check 3s
+frontend ldap
+    bind 127.0.0.1:$HA
+    default_backend gateway_ldap
+backend gateway_ldap
+    balance leastconn
+    option ldap-check
+    default-server send-proxy-v2 check inter 2s fall 2 rise 1 on-marked-down shutdown-sessions
+    server gw1 127.0.0.1:$R1
+    server gw2 127.0.0.1:$R2
+EOF
+"$HAPROXY" -c -q -f "$RUN/haproxy.cfg" >&2 || { log "haproxy -c refused $RUN/haproxy.cfg"; exit 1; }
+"$HAPROXY" -db -f "$RUN/haproxy.cfg" > "$OUT/haproxy.log" 2>&1 &
+HA_PID=$!; PIDS+=("$HA_PID")
+for _ in $(seq 100); do ldapsearch -x -H "ldap://127.0.0.1:$HA" -s base -b '' vendorName >/dev/null 2>&1 && break; sleep 0.1; done
+ldapsearch -x -H "ldap://127.0.0.1:$HA" -s base -b '' vendorName >/dev/null 2>&1 || { log "HAProxy on :$HA does not reach the replicas: $(tail -3 "$OUT/haproxy.log")"; exit 1; }
+
+# offline binds off and on (issue 14), each gateway in front of its own embedded demo directory
+demo_config() {  # file port offline(true|false)
+  cat > "$1" <<EOF
+demo: true
+listen:
+  ldap: 127.0.0.1:$2
+  maxConnections: 20000
+  maxConnectionsPerIp: 20000
+http:
+  listen: 127.0.0.1:$(($2 + 10))
+log:
+  level: info
+directory:
+  baseDN: dc=demo,dc=example
+auth:
+  offline:
+    enabled: $3
+    maxAgeMs: 86400000
+    checkIntervalMs: 3600000
+EOF
+}
+demo_config "$DIR/gateway-demo.yaml" "$GWD" false
+start_gateway "$DIR/gateway-demo.yaml" "$GWD"; GWD_PID=$STARTED
+demo_config "$DIR/gateway-demo-offline.yaml" "$GWDO" true
+start_gateway "$DIR/gateway-demo-offline.yaml" "$GWDO"; GWDO_PID=$STARTED
 UP_PID=$(cat "$DIR/upstream/slapd.pid"); BL_PID=$(cat "$DIR/proxy/slapd.pid")
 
-# CPU ticks and RSS of a process and its children (workers: 2 is a supervisor and two workers)
-tree() { echo "$1"; pgrep -P "$1" 2>/dev/null || true; }
+# What a target's CPU and RSS columns count: its processes and their children (workers: 2 is a supervisor
+# and two workers); gw-ha2 is both replicas, HAProxy and Redis; gw-redis is the gateway and Redis.
+HA_PIDS="$R1_PID,$R2_PID,$HA_PID,$REDIS_PID"; GWR_PIDS="$GWR_PID,$REDIS_PID"
+tree() { local p; for p in ${1//,/ }; do echo "$p"; pgrep -P "$p" 2>/dev/null || true; done; }
 ticks() { local t=0 p; for p in $(tree "$1"); do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 rss_mib() { local k=0 p; for p in $(tree "$1"); do k=$((k + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((k / 1024)); }
 
@@ -153,16 +272,29 @@ for sc in $SCENARIOS; do
       case $sc in
         rebind|bind|search) m=$sc; range=(-R "$N_USERS") ;;
         cached) m=search; range=(-r 1 -R 50) ;;
-        outbox) m=rebind; range=(-R "$N_USERS") ;;
+        outbox|redis) m=rebind; range=(-R "$N_USERS") ;;
+        offline) m=rebind; range=(-L alice,bob,carol -P demo-password) ;;
+        *) log "unknown scenario '$sc'"; exit 2 ;;
       esac
-      if [ "$sc" = outbox ]; then
-        cell "$sc" "$n" "$rep" gateway "$GW" "$GW_PID" -m rebind "${range[@]}"
-        cell "$sc" "$n" "$rep" gw+outbox "$GWO" "$GWO_PID" -m rebind "${range[@]}"
+      case $sc in
+        outbox) pair=("gateway $GW $GW_PID" "gw+outbox $GWO $GWO_PID") ;;
+        redis) pair=("gateway $GW $GW_PID" "gw-redis $GWR $GWR_PIDS") ;;
+        offline) pair=("demo $GWD $GWD_PID" "demo+offline $GWDO $GWDO_PID") ;;
+        *) pair=() ;;
+      esac
+      if [ ${#pair[@]} -gt 0 ]; then
+        # the order within a pair alternates over the repeats, so neither side always runs second
+        [ $((rep % 2)) = 0 ] && pair=("${pair[1]}" "${pair[0]}")
+        for tp in "${pair[@]}"; do
+          read -r tg port pid <<< "$tp"
+          cell "$sc" "$n" "$rep" "$tg" "$port" "$pid" -m "$m" "${range[@]}"
+        done
       else
         cell "$sc" "$n" "$rep" direct "$UP" 0 -m "$m" "${range[@]}"
         cell "$sc" "$n" "$rep" back-ldap "$BL" "$BL_PID" -m "$m" "${range[@]}"
         cell "$sc" "$n" "$rep" gateway "$GW" "$GW_PID" -m "$m" "${range[@]}"
         cell "$sc" "$n" "$rep" gw-workers2 "$GWW" "$GWW_PID" -m "$m" "${range[@]}"
+        cell "$sc" "$n" "$rep" gw-ha2 "$HA" "$HA_PIDS" -m "$m" "${range[@]}"
       fi
     done
   done
@@ -206,7 +338,7 @@ fi
 log "Defguard full sync (paged S10 + S11), $REPEATS repeat(s) per target"
 SYNC="$OUT/sync.txt"; : > "$SYNC"
 for rep in $(seq "$REPEATS"); do
-  for tp in "direct $UP" "back-ldap $BL" "gateway $GW" "gw-workers2 $GWW"; do
+  for tp in "direct $UP" "back-ldap $BL" "gateway $GW" "gw-workers2 $GWW" "gw-ha2 $HA"; do
     set -- $tp
     line=$(node bench-dist/bench/sync.js "$2" "cn=admin,$BASE" bench-secret "ou=people,$BASE" "ou=groups,$BASE")
     echo "$1 $line" | tee -a "$SYNC" >&2
@@ -232,6 +364,8 @@ echo "idle: $(cat "$OUT/idle.txt") gateway RSS ${RSS_BEFORE} MiB before, ${RSS_I
 } > "$OUT/summary.md"
 cat "$OUT/summary.md"
 
-# a smoke run must show the whole path working: any error in a gateway cell fails it
-bad=$(awk -F, 'NR > 1 && ($4 == "gateway" || $4 == "gw+outbox" || $4 == "gw-workers2") && $8 > 0' "$CSV" | wc -l)
+# a smoke run must show the whole path working: any error in a gateway cell fails it, and so does
+# Redis having gone away under gw-redis or the replicas (their figures would then be per-process state)
+bad=$(awk -F, 'NR > 1 && $4 != "direct" && $4 != "back-ldap" && $8 > 0' "$CSV" | wc -l)
 if [ "$bad" -gt 0 ]; then log "gateway cells with errors: $bad (see $CSV)"; exit 1; fi
+if grep -l '"up":false' "$OUT/gateway-$GWR.log" "$OUT/gateway-$R1.log" "$OUT/gateway-$R2.log" >&2; then log "Redis was unavailable to a gateway during the run"; exit 1; fi
