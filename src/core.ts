@@ -77,6 +77,8 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
         snapshotAttributes: [...new Set([...users.sourceAttributes(selection(['*', '+'])), 'objectGUID', 'objectClass', ...STATE_ATTRS])],
         source: upstreamSource,
         read: (dn, attributes) => upstream.read(dn, attributes),
+        // provisioning on: the groups its events carry, kept with the verifier for offline binds' events
+        ...(hooks.eventNames ? { groupsOf: async (ad: AdEntry): Promise<string[]> => (await directory.describeUser(ad, ['memberOf'])).groups } : {}),
         allDown: () => upstream.dcs.dcs.every((d) => !d.up),
         guard: () => shared.guard,
       })

@@ -43,8 +43,11 @@ export interface AuthOptions {
   observe: (result: 'success' | 'failure', reason: BindReason, seconds: number) => void;
   /** AD attributes to read with the user look-up, for the events below (none when provisioning is off) */
   eventAttributes?: string[];
-  /** a user bind succeeded: awaited before the bind is acknowledged (durable provisioning event) */
-  succeeded?: (ad: AdEntry, identity: Identity & { kind: 'user' }, client: string) => Promise<void>;
+  /**
+   * a user bind succeeded: awaited before the bind is acknowledged (durable provisioning event);
+   * offline: decided offline, with the groups kept with the verifier (when they were read)
+   */
+  succeeded?: (ad: AdEntry, identity: Identity & { kind: 'user' }, client: string, offline?: { groups?: string[] }) => Promise<void>;
   /** a bind failed (an audit event; not awaited) */
   failed?: (name: string, reason: BindReason, client: string, dn?: string) => void;
   /** the lockout shield and bind rate limits (absent: none) */
@@ -69,6 +72,8 @@ export interface Outcome {
   diagnostic?: string;
   /** decided without AD (no DC reachable): from the account's verifier */
   offline?: true;
+  /** offline: the groups kept with the verifier */
+  groups?: string[];
 }
 
 export class Authenticator {
@@ -95,7 +100,7 @@ export class Authenticator {
     });
     if (out.reason === 'ok' && out.identity?.kind === 'user' && out.ad && this.o.succeeded) {
       try {
-        await this.o.succeeded(out.ad, out.identity, session.remoteAddress);
+        await this.o.succeeded(out.ad, out.identity, session.remoteAddress, out.offline ? { groups: out.groups } : undefined);
       } catch (err) {
         // no acknowledged bind without its event: the outbox is the durability promise
         this.o.log.error({ err: (err as Error).message }, 'could not record the provisioning event: refusing the bind');
@@ -220,7 +225,7 @@ export class Authenticator {
       const o = await offline.bind(ad, op.password, client);
       if (o.reason !== 'ok' || !o.ad) return { reason: o.reason, entry, diagnostic: r.diagnostic, offline: true };
       const user = String(o.ad.attrs.get(this.o.keyAttr.toLowerCase())?.[0] ?? username);
-      return { reason: 'ok', entry, ad: o.ad, offline: true, identity: { kind: 'user', dn: this.o.naming.userDN({ key: user, dn: o.ad.dn }), adDn: o.ad.dn, username: user, guid } };
+      return { reason: 'ok', entry, ad: o.ad, offline: true, groups: o.groups, identity: { kind: 'user', dn: this.o.naming.userDN({ key: user, dn: o.ad.dn }), adDn: o.ad.dn, username: user, guid } };
     }
     if (!r.ok) await offline?.refused(ad, r.reason);
     else offline?.accepted(ad, op.password);

@@ -66,6 +66,8 @@ export interface OfflineRecord {
   /** pwdLastSet then */
   pls: string;
   entry: StoredEntry;
+  /** with provisioning on: the user's groups as last read (what an offline bind's event carries) */
+  groups?: string[];
 }
 
 export function toStored(e: AdEntry): StoredEntry {
@@ -280,6 +282,8 @@ export interface OfflineBinderOptions {
   /** the directory, without the offline answers below (the check, the snapshot reads) */
   source: EntrySource;
   read(dn: string, attributes: string[]): Promise<AdEntry | undefined>;
+  /** with provisioning on: the groups a provisioning event of this user carries (kept with the verifier) */
+  groupsOf?: (ad: AdEntry) => Promise<string[]>;
   /** every DC in back-off (none reachable) */
   allDown(): boolean;
   guard(): LockoutGuard | undefined;
@@ -344,7 +348,13 @@ export class OfflineBinder {
     const entry = await this.o.read(dn, this.o.snapshotAttributes);
     if (!entry || guidOf(entry) !== guid) return;
     const v = await makeVerifier(password);
-    await this.o.store.put(guid, { ...v, at, pls: first(entry, 'pwdLastSet'), entry: toStored(entry) }, this.keysOf(entry));
+    await this.o.store.put(guid, { ...v, at, pls: first(entry, 'pwdLastSet'), entry: toStored(entry), ...(await this.groups(entry)) }, this.keysOf(entry));
+  }
+
+  /** The groups to keep with the verifier (provisioning on, and the membership index answered). */
+  private async groups(e: AdEntry): Promise<{ groups?: string[] }> {
+    const groups = await this.o.groupsOf?.(e).catch(() => undefined);
+    return groups ? { groups } : {};
   }
 
   /** AD answered a bind with a refusal: about this password or account, the verifier goes. */
@@ -369,7 +379,7 @@ export class OfflineBinder {
       const g = entry && guidOf(entry);
       if (!entry || !g) return;
       const v = await makeVerifier(password);
-      await this.o.store.put(g, { ...v, at, pls: first(entry, 'pwdLastSet'), entry: toStored(entry) }, this.keysOf(entry));
+      await this.o.store.put(g, { ...v, at, pls: first(entry, 'pwdLastSet'), entry: toStored(entry), ...(await this.groups(entry)) }, this.keysOf(entry));
     });
   }
 
@@ -404,13 +414,13 @@ export class OfflineBinder {
   }
 
   /** The offline decision for a resolved account: its verifier, within the maximum age. */
-  async bind(ad: AdEntry, password: string, client: string): Promise<{ reason: BindReason; result: OfflineResult; ad?: AdEntry }> {
+  async bind(ad: AdEntry, password: string, client: string): Promise<{ reason: BindReason; result: OfflineResult; ad?: AdEntry; groups?: string[] }> {
     const store = this.o.store;
     const guid = guidOf(ad);
     const r = guid ? await store.fresh(guid) : undefined;
     const done = (reason: BindReason, result: OfflineResult, e?: AdEntry) => {
       store.count(result);
-      return { reason, result, ...(e ? { ad: e } : {}) };
+      return { reason, result, ...(e ? { ad: e } : {}), ...(e && r && r !== 'expired' && r.groups ? { groups: r.groups } : {}) };
     };
     if (r === undefined) return done('upstream_unavailable', 'no_verifier');
     if (r === 'expired') return done('upstream_unavailable', 'expired');
@@ -536,18 +546,23 @@ export class OfflineBinder {
       if (last && last.dc === dc && last.usn === usn) return { checked: 0, dropped: 0 };
       let all = !last || last.dc !== dc || !Number.isFinite(usn);
       let changed = new Set<string>();
+      // where each changed account is now (a rename or a move changes its DN): looked up there too
+      const dns = new Map<string, string>();
       if (!all && last) {
         const since = `(uSNChanged>=${last.usn + 1})`;
         const domain = this.domainBase();
         for (const e of await collect(this.o.source.search({ base: domain, scope: 'sub', filter: `(&${this.o.userClass}${since})`, attributes: ['objectGUID'] }))) {
           const g = guidOf(e);
-          if (g && store.known.has(g)) changed.add(g);
+          if (g && store.known.has(g)) {
+            changed.add(g);
+            dns.set(g, e.dn);
+          }
         }
         const groups = await collect(this.o.source.search({ base: domain, scope: 'sub', filter: `(&(objectClass=group)${since})`, attributes: ['1.1'] }));
         if (groups.length > 0) all = true;
       }
       if (all) changed = new Set(store.known);
-      const dropped = await this.checkAccounts([...changed]);
+      const dropped = await this.checkAccounts([...changed], dns);
       this.last = { usn, dc };
       return { checked: changed.size, dropped };
     } catch (err) {
@@ -566,19 +581,21 @@ export class OfflineBinder {
     return i >= 0 ? parts.slice(i).join(',') : this.o.usersSource.base;
   }
 
-  private async checkAccounts(guids: string[]): Promise<number> {
+  private async checkAccounts(guids: string[], dns = new Map<string, string>()): Promise<number> {
     const store = this.o.store;
     let dropped = 0;
     for (let i = 0; i < guids.length; i += 50) {
       const batch = guids.slice(i, i + 50);
-      // looked up by their naming attribute (a text filter every DC and client library takes), matched by
-      // objectGUID: a renamed account is not found, and its verifier goes too (the safe side)
+      // looked up by their naming attribute or their DN (now, when the uSNChanged read saw it; else as
+      // kept), text filters every DC and client library takes (ldapts garbles binary ones), matched by
+      // objectGUID: an account renamed (new name, same DN) or moved (same name) is found and keeps its
+      // verifier under its new names; one whose name and DN both changed unseen goes (the safe side)
       const records = new Map<string, OfflineRecord>();
       for (const g of batch) {
         const r = await store.records.get(g);
         if (r) records.set(g, r);
       }
-      const terms = [...records.values()].map((r) => eq(this.o.keyAttr, first(fromStored(r.entry), this.o.keyAttr)));
+      const terms = [...records].flatMap(([g, r]) => [eq(this.o.keyAttr, first(fromStored(r.entry), this.o.keyAttr)), eq('distinguishedName', dns.get(g) ?? r.entry.dn)]);
       const seen = new Map<string, AdEntry>();
       if (terms.length > 0) {
         const filter = `(&${this.o.userClass}${this.o.usersSource.filter ?? ''}${filterToString(terms.length === 1 ? (terms[0] as FilterNode) : or(...terms))})`;
@@ -606,8 +623,14 @@ export class OfflineBinder {
           dropped++;
           continue;
         }
-        const next = toStored(e);
-        if (JSON.stringify(next) !== JSON.stringify(r.entry)) await store.put(g, { ...r, entry: next }, this.keysOf(e));
+        const next = { ...r, entry: toStored(e), ...(await this.groups(e)) };
+        if (JSON.stringify(next) === JSON.stringify(r)) continue;
+        const keys = this.keysOf(e);
+        await store.put(g, next, keys);
+        // names it no longer has lead nowhere (another account may have taken one: then it stays theirs)
+        const gone = this.keysOf(before).filter((k) => !keys.includes(k));
+        for (const k of gone) if ((await store.names.get(k)) === g) await store.names.delete(k);
+        if (gone.length > 0) store.log.info({ event: 'offline_verifier', guid: g, renamed: true }, 'offline verifier kept under the account\'s new name');
       }
     }
     return dropped;

@@ -20,6 +20,8 @@ export interface BindSuccessEvent {
   at: string;
   client: string;
   user: ProvisionedUser;
+  /** decided by the gateway while no DC was reachable (auth.offline): the user as last read from AD */
+  offline?: true;
 }
 
 export interface BindFailureEvent {

@@ -57,8 +57,12 @@ export function startProvisioning(
       ? {}
       : {
           eventNames: EVENT_ATTRIBUTES,
-          succeeded: async (ad, identity, client) => {
-            const { attrs, groups } = await directory().describeUser(ad, EVENT_ATTRIBUTES);
+          succeeded: async (ad, identity, client, offline) => {
+            // decided offline: the groups kept with the verifier (no membership index is needed, nor may
+            // one be buildable: after a restart during the outage there is none)
+            const kept = offline?.groups;
+            const described = await directory().describeUser(ad, kept ? EVENT_ATTRIBUTES.filter((n) => n !== 'memberOf') : EVENT_ATTRIBUTES);
+            const { attrs, groups } = kept ? { ...described, groups: kept } : described;
             const first = (n: string) => attrs.get(n.toLowerCase())?.[0];
             const user: ProvisionedUser = {
               username: identity.username,
@@ -71,7 +75,7 @@ export function startProvisioning(
               dn: identity.dn,
               adDn: identity.adDn,
             };
-            const ev: BindSuccessEvent = { kind: 'bind.success', at: new Date().toISOString(), client, user };
+            const ev: BindSuccessEvent = { kind: 'bind.success', at: new Date().toISOString(), client, user, ...(offline ? { offline: true as const } : {}) };
             await provisioner.bindSucceeded(ev);
           },
           failed: (name, reason, client, dn) => provisioner.bindFailed({ kind: 'bind.failure', at: new Date().toISOString(), client, name, reason, ...(dn ? { dn } : {}) }),

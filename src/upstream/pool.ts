@@ -82,6 +82,20 @@ export class DcSet {
     dc.lastError = err instanceof Error ? err.message : String(err);
   }
 
+  /** Not in back-off since its last failure (a connection to a DC that failed is not reused). */
+  isUp(url: string): boolean {
+    return this.dcs.find((d) => d.url === url)?.up !== false;
+  }
+
+  /**
+   * Whether an operation that failed on a connection may be tried again on a fresh one: a connection-level
+   * failure other than "none reachable" (which already tried every DC), with a DC left that has not failed,
+   * at most once per DC (at least once: a pooled connection a DC cut while it sat idle).
+   */
+  retryable(err: unknown, attempt: number): boolean {
+    return isConnectionError(err) && !(err instanceof UpstreamUnavailableError) && attempt + 1 < Math.max(2, this.dcs.length) && this.dcs.some((d) => d.up);
+  }
+
   markUp(url: string): void {
     const dc = this.dcs.find((d) => d.url === url);
     if (dc) {
@@ -104,6 +118,11 @@ export class PooledConnection {
 /** A connection-level failure (socket, TLS, timeout), as opposed to an LDAP result code from the DC. */
 export function isConnectionError(err: unknown): boolean {
   return !(err instanceof ResultCodeError);
+}
+
+/** No answer within timeouts.operationMs on an open connection (ldapts: "<Request>: Operation timed out"). */
+export function isTimeout(err: unknown): boolean {
+  return err instanceof Error && / Operation timed out$/.test(err.message);
 }
 
 export class Pool {
@@ -163,6 +182,10 @@ export class Pool {
       let bestAny: PooledConnection | undefined;
       for (const c of this.conns) {
         if (c.broken || !c.client.isConnected) continue;
+        if (!this.dcs.isUp(c.url)) {
+          if (c.inFlight === 0) this.discard(c); // its DC failed since: not reused
+          continue;
+        }
         if (!bestAny || c.inFlight < bestAny.inFlight) bestAny = c;
         if ((!pinned || c.url === pinned) && (!best || c.inFlight < best.inFlight)) best = c;
       }
@@ -192,7 +215,7 @@ export class Pool {
     }
     while (this.idle.length > 0) {
       const c = this.idle.pop() as PooledConnection;
-      if (!c.broken && c.client.isConnected) {
+      if (!c.broken && c.client.isConnected && this.dcs.isUp(c.url)) {
         c.inFlight++;
         return c;
       }
@@ -221,6 +244,8 @@ export class Pool {
   }
 
   release(c: PooledConnection, err?: unknown): void {
+    // a DC that keeps the connection open but does not answer is down as much as one refusing connections
+    if (err !== undefined && isTimeout(err)) this.dcs.markDown(c.url, err);
     if (err !== undefined && isConnectionError(err)) this.discard(c);
     c.inFlight--;
     c.lastUsed = Date.now();

@@ -5,7 +5,7 @@ import type { UpstreamConfig } from '../config/schema';
 import type { AdEntry, AdValue } from '../directory/mapping';
 import type { BindReason } from '../auth/reasons';
 import { decodeBindFailure, decodeWriteFailure, type WriteReason } from './ad-errors';
-import { DcSet, isConnectionError, Pool, UpstreamUnavailableError, type PooledConnection } from './pool';
+import { DcSet, isConnectionError, Pool, type PooledConnection } from './pool';
 
 /** Binary attributes: ldapts would otherwise decode them as (broken) UTF-8. */
 const BINARY_ATTRIBUTES = ['objectGUID', 'objectSid', 'thumbnailPhoto', 'jpegPhoto'];
@@ -167,8 +167,9 @@ export class Upstream {
   /**
    * Page by page (at most pageSize entries in memory), continuation references dropped.
    * Always paged: Windows AD caps unpaged results at MaxPageSize (1000) with sizeLimitExceeded.
-   * A pooled connection found dead before the first page (a DC restarted or cut it) is retried once
-   * on a fresh connection; once a page has gone out, a failure is the caller's to handle.
+   * A pooled connection found dead before the first page (a DC restarted or cut it), or a DC that did
+   * not answer in time (now in back-off), is retried on a fresh connection (DcSet.retryable); once a
+   * page has gone out, a failure is the caller's to handle.
    */
   async *search(q: UpstreamQuery): AsyncGenerator<AdEntry[]> {
     for (let attempt = 0; ; attempt++) {
@@ -180,7 +181,7 @@ export class Upstream {
         }
         return;
       } catch (err) {
-        if (yielded || attempt > 0 || !isConnectionError(err) || err instanceof UpstreamUnavailableError) throw err;
+        if (yielded || !this.dcs.retryable(err, attempt)) throw err;
       }
     }
   }
@@ -236,25 +237,32 @@ export class Upstream {
     }
   }
 
-  /** Bind as a user on a dedicated connection; AD's `data XXX` decoded into a reason. */
+  /**
+   * Bind as a user on a dedicated connection; AD's `data XXX` decoded into a reason. A connection that
+   * died under the bind, or a DC that did not answer in time, is retried on a fresh connection as a
+   * search is (DcSet.retryable), so a hung DC costs one timeout and the next DC is asked.
+   */
   async bind(dn: string, password: string): Promise<UpstreamBindResult> {
     const t0 = process.hrtime.bigint();
     const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
     let dc: string | undefined;
-    try {
-      await this.binds.use(async (c) => {
-        dc = c.url;
-        await this.timed('bind', c, t0, () => c.client.bind(dn, password));
-      });
-      return { ok: true, dc: dc as string, ms: ms() };
-    } catch (err) {
-      if (err instanceof InvalidCredentialsError) {
-        return { ok: false, reason: decodeBindFailure(err.message), diagnostic: err.message, dc, ms: ms() };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.binds.use(async (c) => {
+          dc = c.url;
+          await this.timed('bind', c, t0, () => c.client.bind(dn, password));
+        });
+        return { ok: true, dc: dc as string, ms: ms() };
+      } catch (err) {
+        if (err instanceof InvalidCredentialsError) {
+          return { ok: false, reason: decodeBindFailure(err.message), diagnostic: err.message, dc, ms: ms() };
+        }
+        if (this.dcs.retryable(err, attempt)) continue;
+        // no DC reachable, or the connection died under the bind: either way the directory was unavailable
+        if (isConnectionError(err)) return { ok: false, reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err), dc, ms: ms() };
+        const diagnostic = err instanceof Error ? err.message : String(err);
+        return { ok: false, reason: 'upstream_error', diagnostic, dc, ms: ms() };
       }
-      // no DC reachable, or the connection died under the bind: either way the directory was unavailable
-      if (isConnectionError(err)) return { ok: false, reason: 'upstream_unavailable', diagnostic: err instanceof Error ? err.message : String(err), dc, ms: ms() };
-      const diagnostic = err instanceof Error ? err.message : String(err);
-      return { ok: false, reason: 'upstream_error', diagnostic, dc, ms: ms() };
     }
   }
 

@@ -2,11 +2,12 @@
 // test bed's template): stopping both is the outage. This file owns its DCs, so it may change users,
 // passwords and groups in them.
 import t from 'tap';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Attribute, Change, Client } from 'ldapts';
-import { allSecrets, bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, ROOT, run, startFromYaml, type TestGateway } from '../helpers/gateway';
+import { DefguardStandin } from '../standins/defguard-api';
+import { allSecrets, bedEnv, CONSUMER_DN, CONSUMER_PASSWORD, DEFGUARD_TOKEN, ROOT, run, startFromYaml, type TestGateway } from '../helpers/gateway';
 
 const SCRIPT = join(ROOT, 'test', 'testbed', 'samba-ad-testbed.sh');
 const PW = bedEnv('SAMBA_AD_USER_PASS');
@@ -25,7 +26,17 @@ async function bed(cmd: 'up' | 'down', dc: (typeof DCS)[number]): Promise<void> 
   if (r.code !== 0) throw new Error(`samba ${cmd} ${dc.ip} failed: ${r.stderr}`);
 }
 
-const yaml = (o: { maxAgeMs?: number; key?: string; servicePassword?: string } = {}) => `listen:
+interface Options {
+  maxAgeMs?: number;
+  key?: string;
+  servicePassword?: string;
+  file?: string;
+  connectMs?: number;
+  operationMs?: number;
+  /** YAML appended (a provisioning: block) */
+  extra?: string;
+}
+const yaml = (o: Options = {}) => `listen:
   ldap: 127.0.0.1:0
 http:
   listen: 127.0.0.1:0
@@ -40,8 +51,8 @@ upstream:
     password: '${o.servicePassword ?? PW}'
   baseDN: ${BASE}
   timeouts:
-    connectMs: 1000
-    operationMs: 3000
+    connectMs: ${o.connectMs ?? 1000}
+    operationMs: ${o.operationMs ?? 3000}
   failureBackoffMs: 1500
 directory:
   baseDN: dc=vpn,dc=example,dc=test
@@ -53,13 +64,13 @@ auth:
     enabled: true
     maxAgeMs: ${o.maxAgeMs ?? 3_600_000}
     checkIntervalMs: 1000
-    file: ${FILE}
+    file: ${o.file ?? FILE}
     key: ${o.key ?? KEY}
 consumers:
   - name: defguard
     bindDN: ${CONSUMER_DN}
     password: ${CONSUMER_PASSWORD}
-`;
+${o.extra ?? ''}`;
 
 const gateways: TestGateway[] = [];
 async function gateway(o: Parameters<typeof yaml>[0] = {}): Promise<TestGateway> {
@@ -213,10 +224,116 @@ t.test('a DC that answers with an error does not switch the gateway to offline a
   await g5.stop();
 });
 
+/** SIGSTOP / SIGCONT to each DC's process group (the test bed starts samba with setsid: its pid is its group) */
+function signalDCs(sig: 'SIGSTOP' | 'SIGCONT'): void {
+  for (const dc of DCS) process.kill(-Number(readFileSync(join(dc.dir, 'run', 'testbed.pid'), 'utf8').trim()), sig);
+}
+
+/** The verifier and salt a gateway keeps for a name, once computed (for the secrets check at the end). */
+async function verifierOf(g: TestGateway, name: string, ok: (r: { groups?: string[] }) => boolean = () => true): Promise<void> {
+  const store = g.gw.core.offline?.store;
+  await until(`${name}'s verifier`, async () => {
+    const guid = await store?.names.get(`k:${name}`);
+    const r = guid ? await store?.records.get(guid) : undefined;
+    if (!r || !ok(r)) return false;
+    verifiers.push(r.v, r.s);
+    return true;
+  });
+}
+
+t.test('a renamed account keeps its verifier; DCs that hang (SIGSTOP) are an outage too, answered in bounded time', async (t) => {
+  const timeouts = { connectMs: 500, operationMs: 1500 };
+  const g = await gateway(timeouts);
+  t.equal(await bindCode(g, 'alice', PW), 0, 'alice binds online');
+  t.equal(await bindCode(g, 'bob', PW), 0, 'bob binds online');
+  await verifierOf(g, 'bob');
+
+  // samba-tool user rename's change, on the DC the gateway reads: new sAMAccountName and UPN, same objectGUID
+  const from = g.logs.length;
+  await adminModify(`CN=bob,OU=People,${BASE}`, [
+    new Change({ operation: 'replace', modification: new Attribute({ type: 'sAMAccountName', values: ['robert'] }) }),
+    new Change({ operation: 'replace', modification: new Attribute({ type: 'userPrincipalName', values: ['robert@example.test'] }) }),
+  ]);
+  await g.waitForLog((_l, j) => j?.event === 'offline_verifier' && j.renamed === true, { from, timeoutMs: 15_000 });
+  t.pass('the periodic check saw the rename and kept the verifier');
+
+  // frozen, not stopped: connections stay open (the kernel still accepts them) and nothing answers
+  signalDCs('SIGSTOP');
+  t.teardown(() => {
+    try {
+      signalDCs('SIGCONT');
+    } catch {
+      /* already stopped */
+    }
+  });
+  // each DC costs at most one operation timeout (on a connection opened before) and one connect
+  // timeout (a fresh one) before it is in back-off; then scrypt (~0.1 s) and slack: 1 s
+  const bound = DCS.length * (timeouts.operationMs + timeouts.connectMs) + 1000;
+  const t0 = Date.now();
+  t.equal(await bindCode(g, 'robert', PW), 0, 'the renamed account binds offline under its new name');
+  const ms = Date.now() - t0;
+  t.ok(ms < bound, `answered in ${ms} ms (bound ${bound} ms)`);
+  t.match(auditOf(g, 'robert').pop(), { result: 'success', reason: 'ok', offline: true }, 'decided offline');
+  t.equal(await bindCode(g, 'bob', PW), 52, 'its old name leads nowhere');
+  t.equal(await bindCode(g, 'alice', 'Wrong-Passw0rd!'), 49, 'a wrong password: 49');
+  t.equal(await bindCode(g, 'alice', PW), 0, 'alice binds offline');
+  t.match(await (await fetch(`${g.httpUrl}/metrics`)).text(), /^ldap_gateway_offline 1$/m);
+
+  signalDCs('SIGCONT');
+  await until('a DC answers again', async () => (await bindCode(g, 'alice', PW)) === 0 && auditOf(g, 'alice').pop()?.dc !== undefined, 15_000);
+  t.notOk(auditOf(g, 'alice').pop()?.offline, 'decided by AD again');
+  await g.stop();
+});
+
+t.test('provisioning on: an offline bind after a restart during the outage records its event, with the groups kept', async (t) => {
+  const dg = new DefguardStandin(DEFGUARD_TOKEN);
+  for (const group of ['engineering', 'all-employees']) dg.groups.add(group);
+  await dg.up();
+  t.teardown(() => dg.down());
+  const o: Options = {
+    file: join(dir, 'offline-verifiers-provisioning'),
+    extra: `provisioning:
+  mode: defguard
+  outbox: ${join(dir, 'outbox')}
+  retry: { initialMs: 200, maxMs: 1000 }
+  defguard:
+    url: ${dg.url}
+    token: ${DEFGUARD_TOKEN}
+    groups:
+      Engineering: engineering
+      AllEmployees: all-employees
+`,
+  };
+  const delivered = (_l: string, j?: Record<string, unknown>) => j?.msg === 'event delivered' && j.subject === 'alice';
+  const p1 = await gateway(o);
+  t.equal(await bindCode(p1, 'alice', PW), 0, 'alice binds online');
+  await p1.waitForLog(delivered);
+  t.same(dg.users.get('alice')?.groups.sort(), ['all-employees', 'engineering'], 'online: her groups (AllEmployees is three levels up)');
+  await verifierOf(p1, 'alice', (r) => Boolean(r.groups?.includes('AllEmployees') && r.groups.includes('Engineering')));
+  await p1.stop();
+
+  await Promise.all(DCS.map((dc) => bed('down', dc)));
+  (dg.users.get('alice') as { groups: string[] }).groups = []; // only the offline bind's event can put them back
+  const p2 = await gateway(o);
+  await p2.waitForLog((_l, j) => j?.event === 'offline_file' && j.loaded === 1, { from: 0 });
+  t.equal(await bindCode(p2, 'alice', PW), 0, 'offline after the restart: acknowledged with its event (not 80)');
+  t.match(auditOf(p2, 'alice').pop(), { result: 'success', offline: true });
+  await p2.waitForLog(delivered);
+  t.same(dg.users.get('alice')?.groups.sort(), ['all-employees', 'engineering'], 'the event carried the groups kept with the verifier');
+  t.match(await (await fetch(`${p2.httpUrl}/metrics`)).text(), /^ldap_gateway_provisioning_events_total\{kind="bind.success",outcome="recorded"\} 1$/m, 'recorded as usual');
+  t.notOk(dg.log.some((l) => JSON.stringify(l).includes(PW)), 'no password sent to Defguard');
+  await p2.stop();
+});
+
 t.test('no password, verifier or salt in any captured log or metric', async (t) => {
   const secrets = [...allSecrets(), NEW_PW, KEY, ...verifiers];
   for (const g of gateways) {
     for (const s of secrets) t.notOk(g.logs.some((l) => l.includes(s)), `not in the logs of a gateway: ${s.slice(0, 3)}…`);
   }
-  t.equal(verifiers.length, 8);
+  // the provisioning events on disk (the outbox): none of them either
+  const outbox = join(dir, 'outbox');
+  const files = readdirSync(outbox, { recursive: true }).map((f) => join(outbox, String(f))).filter((f) => statSync(f).isFile());
+  t.ok(files.length > 0, 'the outbox was written');
+  for (const s of secrets) t.notOk(files.some((f) => readFileSync(f, 'latin1').includes(s)), `not in the outbox: ${s.slice(0, 3)}…`);
+  t.equal(verifiers.length, 12, 'the four of the first gateway, bob/robert\'s, and alice\'s with provisioning on');
 });

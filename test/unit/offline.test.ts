@@ -12,7 +12,9 @@ import { checkVerifier, fromStored, guidBytes, makeVerifier, matches, OfflineBin
 import { LockoutGuard } from '../../src/auth/guard';
 import type { AdEntry } from '../../src/directory/mapping';
 import type { AdQuery } from '../../src/directory/search';
+import { eq, filterToString } from '../../src/directory/filter';
 import { guidToString } from '../../src/directory/transforms';
+import { DcSet, isTimeout, UpstreamUnavailableError } from '../../src/upstream/pool';
 import { memoryState } from '../../src/state/memory';
 
 const PW = 'Offl1ne-Secret-pw!';
@@ -55,14 +57,14 @@ function fakeDirectory(entries: AdEntry[]) {
         yield q.filter.includes('objectClass=group') ? (d.groupChanged ? [{ dn: 'CN=VPN', attrs: new Map() }] : []) : d.entries;
         return;
       }
-      // the batched check: entries whose name the filter names
-      yield d.entries.filter((e) => q.filter.includes(`(sAMAccountName=${String(e.attrs.get('samaccountname')?.[0])})`));
+      // the batched check: entries whose name or DN the filter names
+      yield d.entries.filter((e) => q.filter.includes(`(sAMAccountName=${String(e.attrs.get('samaccountname')?.[0])})`) || q.filter.includes(filterToString(eq('distinguishedName', e.dn))));
     },
   };
   return { d, source };
 }
 
-function setup(entries: AdEntry[], o: Partial<ConstructorParameters<typeof OfflineStore>[0]> = {}) {
+function setup(entries: AdEntry[], o: Partial<ConstructorParameters<typeof OfflineStore>[0]> = {}, groupsOf?: (ad: AdEntry) => Promise<string[]>) {
   const { log, lines } = capture();
   const counted: OfflineResult[] = [];
   const state = memoryState();
@@ -81,6 +83,7 @@ function setup(entries: AdEntry[], o: Partial<ConstructorParameters<typeof Offli
     read: async (dn) => d.entries.find((e) => e.dn === dn),
     allDown: () => !d.up,
     guard: () => guard,
+    ...(groupsOf ? { groupsOf } : {}),
   });
   return { store, binder, d, lines, counted, guard };
 }
@@ -238,4 +241,83 @@ t.test('the file: saved encrypted, loaded after a restart; a wrong key loads not
   c.d.up = false;
   t.equal((await c.binder.bind(alice, PW, '10.0.0.2')).reason, 'upstream_unavailable', 'a wrong key: none used');
   t.ok(c.lines.some((l) => l.includes('cannot be decrypted')), 'a clear log line');
+});
+
+t.test('a renamed account keeps its verifier: the check finds it by DN or name, matched by objectGUID, and moves its names', async (t) => {
+  const alice = user('alice');
+  const { store, binder, d, lines } = setup([alice]);
+  const g = guidOf(alice);
+  binder.accepted(alice, PW);
+  await until(async () => (await store.records.get(g)) !== undefined);
+  await binder.check();
+  // sAMAccountName and UPN renamed (samba-tool user rename): the DN is the same
+  alice.attrs.set('samaccountname', ['alicia']);
+  alice.attrs.set('userprincipalname', ['alicia@example.test']);
+  d.usn = 20;
+  t.same(await binder.check(), { checked: 1, dropped: 0 }, 'kept');
+  t.equal(await store.names.get('k:alicia'), g, 'the new name leads to it');
+  t.equal(await store.names.get('u:alicia@example.test'), g);
+  t.equal(await store.names.get('k:alice'), undefined, 'the old one no longer does');
+  t.ok(lines.some((l) => l.includes('"renamed":true')), 'logged');
+  // then the DN too (a new CN): found by its name
+  alice.dn = `CN=Alicia,${base}`;
+  d.usn = 30;
+  t.same(await binder.check(), { checked: 1, dropped: 0 });
+  t.equal(await store.names.get(`d:cn=alicia,${base.toLowerCase()}`), g);
+  // name and DN at once: the uSNChanged read says where it is now
+  alice.dn = `CN=Alicia2,${base}`;
+  alice.attrs.set('samaccountname', ['alicia2']);
+  d.usn = 40;
+  t.same(await binder.check(), { checked: 1, dropped: 0 });
+  t.equal(await store.names.get('k:alicia2'), g);
+  // offline: the new name binds, the old one is unknown
+  d.up = false;
+  const src = binder.source();
+  const get = async (f: string) => {
+    const out: AdEntry[] = [];
+    for await (const p of src.search({ base, scope: 'sub', filter: `(&(objectClass=user)${f})`, attributes: [] })) out.push(...p);
+    return out;
+  };
+  t.same((await get('(sAMAccountName=alicia2)')).map((e) => e.dn), [alice.dn]);
+  await t.rejects(get('(sAMAccountName=alice)'), /ECONNREFUSED/, 'the old name: unavailable');
+  t.equal((await binder.bind(alice, PW, '10.0.0.3')).reason, 'ok');
+});
+
+t.test('with provisioning on, the groups are kept with the verifier, refreshed by the check, and returned offline', async (t) => {
+  const alice = user('alice');
+  let groups = ['Engineering', 'Staff'];
+  const { store, binder, d } = setup([alice], {}, async () => groups);
+  const g = guidOf(alice);
+  binder.accepted(alice, PW);
+  await until(async () => (await store.records.get(g)) !== undefined);
+  t.same((await store.records.get(g))?.groups, ['Engineering', 'Staff']);
+  await binder.check();
+  groups = ['Engineering'];
+  d.groupChanged = true;
+  d.usn = 20;
+  await binder.check();
+  t.same((await store.records.get(g))?.groups, ['Engineering'], 'a group changed: read again');
+  d.up = false;
+  t.same(await binder.bind(alice, PW, '10.0.0.4'), { reason: 'ok', result: 'success', ad: fromStored((await store.records.get(g))?.entry as never), groups: ['Engineering'] });
+  t.same((await binder.bind(alice, 'Wrong-Passw0rd!', '10.0.0.4')).groups, undefined, 'only with a success');
+});
+
+t.test('a DC that does not answer in time is in back-off; an operation is tried on the next DC, once per DC', async (t) => {
+  const timeout = new Error('SearchRequest: Operation timed out');
+  t.ok(isTimeout(timeout));
+  t.notOk(isTimeout(new Error('Connection timeout')), 'a connect timeout is handled where connections open');
+  t.notOk(isTimeout(new InvalidCredentialsError('x')));
+  const d = new DcSet({ urls: ['ldap://dc1', 'ldap://dc2'], startTLS: false, tls: { verify: true }, connectMs: 100, operationMs: 100, idleMs: 1000, failureBackoffMs: 10_000 });
+  t.ok(d.retryable(timeout, 0), 'a first failure: the next DC');
+  d.markDown('ldap://dc1', timeout);
+  t.notOk(d.isUp('ldap://dc1'));
+  t.ok(d.retryable(timeout, 0));
+  t.notOk(d.retryable(timeout, 1), 'at most once per DC');
+  d.markDown('ldap://dc2', timeout);
+  t.notOk(d.retryable(timeout, 0), 'every DC failed: no retry (offline binds apply)');
+  t.notOk(d.retryable(new UpstreamUnavailableError('none'), 0), 'none reachable already tried them all');
+  t.notOk(d.retryable(new InvalidCredentialsError('x'), 0), 'an answer is never retried');
+  const one = new DcSet({ urls: ['ldap://dc1'], startTLS: false, tls: { verify: true }, connectMs: 100, operationMs: 100, idleMs: 1000, failureBackoffMs: 10_000 });
+  t.ok(one.retryable(new Error('socket closed'), 0), 'one DC: a dead pooled connection is retried once');
+  t.notOk(one.retryable(new Error('socket closed'), 1));
 });
