@@ -8,8 +8,8 @@
 // clears that account's counters for that address, and the account's total: AD resets badPwdCount on a
 // successful logon too.
 //
-// A bind asks the shield twice, each time with every question at once (screenClient, screenAccount):
-// on a shared backend (Redis) the look-ups of one screen travel together, one round trip.
+// A bind asks the shield with every question at once (screen; screenAccount when the name had to be
+// looked up first): on a shared backend (Redis) the look-ups travel together, one round trip.
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { EntrySource } from '../directory/search';
@@ -31,6 +31,13 @@ export interface GuardOptions {
 }
 
 export type TripScope = 'account_ip' | 'account' | 'ip';
+/** What the shield says of an account: a tripped budget, a password AD already refused, or nothing. */
+export type AccountVerdict = Exclude<TripScope, 'ip'> | 'known_wrong' | undefined;
+interface AccountAnswers {
+  pair: number;
+  total: number;
+  wrong: boolean;
+}
 
 /** The HMAC key of the known-wrong memory: derived from keyMaterial, or random for this process alone. */
 export function shieldKey(keyMaterial: string | undefined): Buffer {
@@ -55,30 +62,52 @@ export class LockoutGuard {
     this.buckets = state.rateLimiter('bind-rate', { ratePerSec: o.bindRatePerIp, burst: o.bindBurstPerIp, max: 100_000 });
   }
 
-  /** Before any look-up, both questions at once: over the bind rate, or over the address's failure budget? */
-  async screenClient(client: string, now = Date.now()): Promise<'rate_limited' | 'throttled' | undefined> {
-    const [allowed, blocked] = await Promise.all([this.buckets.take(client, now), this.o.perIp > 0 ? this.windows.count(`i:${client}`, now).then((n) => n >= this.o.perIp) : false]);
-    if (!allowed) return 'rate_limited';
-    if (blocked) this.onTrip('ip', client);
-    return blocked ? 'throttled' : undefined;
-  }
-
-  /** After resolving the account, before binding upstream. */
-  async accountBlocked(account: string, client: string, now = Date.now()): Promise<TripScope | undefined> {
-    const a = account.toLowerCase();
-    const [pair, total] = await Promise.all([
-      this.o.perAccountIp > 0 ? this.windows.count(`ai:${a}|${client}`, now) : 0,
-      this.o.perAccount > 0 ? this.windows.count(`a:${a}`, now) : 0,
+  /**
+   * Before any look-up: over the bind rate, or over the address's failure budget? When the account is
+   * already known (a name looked up before), its questions travel in the same batch, so that on Redis
+   * the whole shield is one round trip; its verdict counts only if the address passed.
+   */
+  async screen(client: string, account?: { dn: string; password: string }, now = Date.now()): Promise<{ client?: 'rate_limited' | 'throttled'; account?: AccountVerdict }> {
+    const [allowed, ipFailures, asked] = await Promise.all([
+      this.buckets.take(client, now),
+      this.o.perIp > 0 ? this.windows.count(`i:${client}`, now) : 0,
+      account ? this.accountQuestions(account.dn, account.password, client, now) : undefined,
     ]);
-    const scope: TripScope | undefined = this.o.perAccountIp > 0 && pair >= this.o.perAccountIp ? 'account_ip' : this.o.perAccount > 0 && total >= this.o.perAccount ? 'account' : undefined;
-    if (scope) this.onTrip(scope, client, account);
-    return scope;
+    if (!allowed) return { client: 'rate_limited' };
+    if (this.o.perIp > 0 && ipFailures >= this.o.perIp) {
+      this.onTrip('ip', client);
+      return { client: 'throttled' };
+    }
+    return account && asked ? { account: this.verdict(asked, account.dn, client) } : {};
   }
 
   /** After resolving the account, every question at once: over a failure budget, or a password AD already refused? */
-  async screenAccount(account: string, password: string, client: string, now = Date.now()): Promise<TripScope | 'known_wrong' | undefined> {
-    const [scope, wrong] = await Promise.all([this.accountBlocked(account, client, now), this.knownWrong(account, password)]);
-    return scope ?? (wrong ? 'known_wrong' : undefined);
+  async screenAccount(account: string, password: string, client: string, now = Date.now()): Promise<AccountVerdict> {
+    return this.verdict(await this.accountQuestions(account, password, client, now), account, client);
+  }
+
+  /** After resolving the account, before binding upstream: over a failure budget? */
+  async accountBlocked(account: string, client: string, now = Date.now()): Promise<TripScope | undefined> {
+    const v = this.verdict({ ...(await this.accountCounts(account, client, now)), wrong: false }, account, client);
+    return v === 'known_wrong' ? undefined : v;
+  }
+
+  private async accountCounts(account: string, client: string, now: number): Promise<{ pair: number; total: number }> {
+    const a = account.toLowerCase();
+    const [pair, total] = await Promise.all([this.o.perAccountIp > 0 ? this.windows.count(`ai:${a}|${client}`, now) : 0, this.o.perAccount > 0 ? this.windows.count(`a:${a}`, now) : 0]);
+    return { pair, total };
+  }
+
+  private async accountQuestions(account: string, password: string, client: string, now: number): Promise<AccountAnswers> {
+    const [counts, wrong] = await Promise.all([this.accountCounts(account, client, now), this.knownWrong(account, password)]);
+    return { ...counts, wrong };
+  }
+
+  /** The budgets first, then the known-wrong answer; a tripped budget is reported. */
+  private verdict(x: AccountAnswers, account: string, client: string): AccountVerdict {
+    const scope: TripScope | undefined = this.o.perAccountIp > 0 && x.pair >= this.o.perAccountIp ? 'account_ip' : this.o.perAccount > 0 && x.total >= this.o.perAccount ? 'account' : undefined;
+    if (scope) this.onTrip(scope, client, account);
+    return scope ?? (x.wrong ? 'known_wrong' : undefined);
   }
 
   private digest(account: string, password: string): string {

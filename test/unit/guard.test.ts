@@ -44,21 +44,21 @@ const allStartFirst = (calls: string[]) => {
   return firstEnd > 0 && calls.slice(firstEnd).every((c) => c.startsWith('end'));
 };
 
-t.test('screenClient: the rate and the address budget, asked together', async (t) => {
+t.test('screen: the rate and the address budget, asked together', async (t) => {
   const { stores, calls } = recorded(memoryState());
   const guard = new LockoutGuard(limits, stores);
   const now = 1_000_000;
-  t.equal(await guard.screenClient('10.0.0.1', now), undefined, 'a fresh address passes');
+  t.equal((await guard.screen('10.0.0.1', undefined, now)).client, undefined, 'a fresh address passes');
   t.same(calls.filter((c) => c.startsWith('start')).sort(), ['start bind-rate.take', 'start lockout.count'], 'both questions asked');
   t.ok(allStartFirst(calls), 'both started before either answered');
-  t.equal(await guard.screenClient('10.0.0.1', now), undefined, 'the burst allows a second');
-  t.equal(await guard.screenClient('10.0.0.1', now), 'rate_limited', 'the third within the same instant is over the rate');
+  t.equal((await guard.screen('10.0.0.1', undefined, now)).client, undefined, 'the burst allows a second');
+  t.equal((await guard.screen('10.0.0.1', undefined, now)).client, 'rate_limited', 'the third within the same instant is over the rate');
   const trips: string[] = [];
   const strict = new LockoutGuard({ ...limits, perIp: 2, bindBurstPerIp: 100 }, memoryState(), (scope) => trips.push(scope));
   await strict.otherFailure('10.0.0.2');
-  t.equal(await strict.screenClient('10.0.0.2'), undefined, 'one failure is under the budget');
+  t.equal((await strict.screen('10.0.0.2')).client, undefined, 'one failure is under the budget');
   await strict.otherFailure('10.0.0.2');
-  t.equal(await strict.screenClient('10.0.0.2'), 'throttled', 'two failures reach it');
+  t.equal((await strict.screen('10.0.0.2')).client, 'throttled', 'two failures reach it');
   t.same(trips, ['ip'], 'the trip is reported once, with its scope');
 });
 
@@ -100,6 +100,25 @@ function byName(inner: StateStores): StateStores {
     },
   };
 }
+
+t.test('screen with a known account: one batch for the whole shield, its verdict only once the address passed', async (t) => {
+  const { stores, calls } = recorded(memoryState());
+  const trips: string[] = [];
+  const guard = new LockoutGuard({ ...limits, bindBurstPerIp: 1, bindRatePerIp: 1 }, stores, (scope) => trips.push(scope));
+  const now = 5_000_000;
+  for (const pw of ['Wrong-1', 'Wrong-2', 'Wrong-3']) await guard.badPassword(dn, pw, '10.0.0.1', now);
+  calls.length = 0;
+  t.same(await guard.screen('10.0.0.1', { dn, password: 'Secret-1' }, now), { account: 'account_ip' }, "the account's verdict comes back with the address's");
+  t.same(
+    calls.filter((c) => c.startsWith('start')).sort(),
+    ['start bind-rate.take', 'start lockout-wrong.get', 'start lockout.count', 'start lockout.count', 'start lockout.count'],
+    'rate, address, both account windows and the wrong-password memory asked',
+  );
+  t.ok(allStartFirst(calls), 'all five started before any answered (on Redis: one round trip)');
+  t.same(trips, ['account_ip'], 'the trip reported');
+  t.same(await guard.screen('10.0.0.1', { dn, password: 'Secret-1' }, now), { client: 'rate_limited' }, 'over the rate: the rate decides');
+  t.same(trips, ['account_ip'], 'and the account budget it was also asked about is not reported as a trip');
+});
 
 t.test('the known-wrong memory: shared by one configuration, apart for another, never the password', async (t) => {
   const shared = byName(memoryState());
