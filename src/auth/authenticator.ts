@@ -170,27 +170,29 @@ export class Authenticator {
     const allowed = this.o.policy.bind(op.name, op.password, tls);
     if (!allowed.allow) return { reason: allowed.reason };
     const guard = this.o.guard;
-    const screened = await guard?.screenClient(client);
-    if (screened) return { reason: screened };
     const local = async (reason: BindReason, extra: Partial<Outcome> = {}): Promise<Outcome> => {
       await guard?.otherFailure(client);
       return { reason, ...extra };
     };
     const consumer = this.consumerFor(op.name);
-    if (consumer) {
-      const ok = timingSafeEqual(digest(op.password), consumer.secret);
-      return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn, access: consumer.access } } : local('bad_credentials', { consumer: consumer.name });
-    }
-
-    const name = classifyBindName(op.name, this.o.naming.bindTree);
-    if (name.form === 'invalid') return local('invalid_name');
-    if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return local('unknown_user');
-
+    const name = consumer ? undefined : classifyBindName(op.name, this.o.naming.bindTree);
     // only a look-up that found exactly one entry is reused, and only until a bind with that name fails
     const cacheKey = op.name.trim().toLowerCase();
     const resolved = this.o.resolved;
     const since = resolved?.now;
-    let found = await resolved?.get(cacheKey);
+    let found = name && name.form !== 'invalid' ? await resolved?.get(cacheKey) : undefined;
+    // the shield, before any look-up; a name looked up before brings its account's questions along
+    // (one round trip on Redis). Their verdict counts only once the address has passed.
+    const kept = found?.length === 1 ? found[0] : undefined;
+    const screened = await guard?.screen(client, kept ? { dn: kept.dn, password: op.password } : undefined);
+    if (screened?.client) return { reason: screened.client };
+    if (consumer) {
+      const ok = timingSafeEqual(digest(op.password), consumer.secret);
+      return ok ? { reason: 'ok', consumer: consumer.name, identity: { kind: 'consumer', name: consumer.name, dn: consumer.dn, access: consumer.access } } : local('bad_credentials', { consumer: consumer.name });
+    }
+    if (!name || name.form === 'invalid') return local('invalid_name');
+    if (name.form === 'down-level' && this.o.domain && name.domain.toLowerCase() !== this.o.domain.toLowerCase()) return local('unknown_user');
+
     if (!found) {
       try {
         found = await this.resolve(name);
@@ -212,7 +214,7 @@ export class Authenticator {
     if (!username) return { reason: 'unknown_user', entry };
 
     // the shield: refused here, AD never sees the attempt (and its badPwdCount never moves)
-    const verdict = await guard?.screenAccount(ad.dn, op.password, client);
+    const verdict = ad === kept ? screened?.account : await guard?.screenAccount(ad.dn, op.password, client);
     if (verdict && verdict !== 'known_wrong') return { reason: 'throttled', entry };
     if (verdict === 'known_wrong') {
       await resolved?.delete(cacheKey);
@@ -222,7 +224,7 @@ export class Authenticator {
     const r = await this.o.upstream.bind(ad.dn, op.password);
     const offline = this.o.offline;
     if (!r.ok && r.reason === 'upstream_unavailable' && offline?.applies()) {
-      const o = await offline.bind(ad, op.password, client);
+      const o = await offline.bind(ad, op.password, client, name);
       if (o.reason !== 'ok' || !o.ad) return { reason: o.reason, entry, diagnostic: r.diagnostic, offline: true };
       const user = String(o.ad.attrs.get(this.o.keyAttr.toLowerCase())?.[0] ?? username);
       return { reason: 'ok', entry, ad: o.ad, offline: true, groups: o.groups, identity: { kind: 'user', dn: this.o.naming.userDN({ key: user, dn: o.ad.dn }), adDn: o.ad.dn, username: user, guid } };

@@ -413,11 +413,16 @@ export class OfflineBinder {
     return undefined;
   }
 
-  /** The offline decision for a resolved account: its verifier, within the maximum age. */
-  async bind(ad: AdEntry, password: string, client: string): Promise<{ reason: BindReason; result: OfflineResult; ad?: AdEntry; groups?: string[] }> {
+  /**
+   * The offline decision for a resolved account: its verifier, within the maximum age. With the name the
+   * client bound with, that name must still lead to the account as last read (a resolution remembered
+   * from before a rename the periodic check saw leads nowhere, as it would online).
+   */
+  async bind(ad: AdEntry, password: string, client: string, name?: BindName): Promise<{ reason: BindReason; result: OfflineResult; ad?: AdEntry; groups?: string[] }> {
     const store = this.o.store;
     const guid = guidOf(ad);
-    const r = guid ? await store.fresh(guid) : undefined;
+    const named = !name || !guid || (await this.guidFor(name)) === guid;
+    const r = guid && named ? await store.fresh(guid) : undefined;
     const done = (reason: BindReason, result: OfflineResult, e?: AdEntry) => {
       store.count(result);
       return { reason, result, ...(e ? { ad: e } : {}), ...(e && r && r !== 'expired' && r.groups ? { groups: r.groups } : {}) };

@@ -163,6 +163,24 @@ t.test('offline decisions: success, wrong password (counted by the shield), no v
   t.notOk(lines.some((l) => secrets.some((s) => l.includes(s))), 'no password, verifier or salt in a log line');
 });
 
+t.test('offline, the name bound with must still lead to the account as last read', async (t) => {
+  const alice = user('alice');
+  const { store, binder, d, counted } = setup([alice]);
+  binder.accepted(alice, PW);
+  await until(async () => (await store.records.get(guidOf(alice))) !== undefined);
+  d.up = false;
+  t.ok(binder.applies(new Error('ECONNREFUSED')));
+  const as = (username: string) => ({ form: 'username', username }) as const;
+  t.equal((await binder.bind(alice, PW, '10.0.0.1', as('alice'))).reason, 'ok', 'her own name: decided by her verifier');
+  t.equal((await binder.bind(alice, PW, '10.0.0.1', { form: 'upn', upn: 'ALICE@example.test' })).reason, 'ok', 'her UPN, in any case');
+  t.equal((await binder.bind(alice, PW, '10.0.0.1', { form: 'ad-dn', dn: alice.dn.toLowerCase() })).reason, 'ok', 'her DN');
+  // a resolution remembered from before a rename (the entry handed in still says alice) under a name
+  // the kept entry no longer has
+  await store.names.delete('k:alice');
+  t.equal((await binder.bind(alice, PW, '10.0.0.1', as('alice'))).reason, 'upstream_unavailable', 'a name that leads nowhere now: 52, her password not even tried');
+  t.same(counted, ['success', 'success', 'success', 'no_verifier']);
+});
+
 t.test('refusals by AD drop the verifier; a password set through the gateway replaces it', async (t) => {
   const alice = user('alice');
   const { store, binder } = setup([alice]);
