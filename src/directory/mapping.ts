@@ -328,7 +328,6 @@ const UNDEFINED = Symbol('undefined');
 
 /** Matching rules that mean plain equality on a DN-valued attribute (and AD's in-chain, for memberOf). */
 const DN_EQUALITY_RULES = new Set(['2.5.13.1', 'distinguishednamematch', '2.5.13.23', 'uniquemembermatch', '1.2.840.113556.1.4.1941']);
-const IN_CHAIN = '1.2.840.113556.1.4.1941';
 const BIT_AND = '1.2.840.113556.1.4.803';
 
 /** The assertion value of an equality test (approx counts as equality; so does an extensible match without a rule). */
@@ -407,9 +406,15 @@ function membershipTerm(kind: 'memberOf' | 'members', dnAttr: string, f: Term, m
   } else {
     for (const [n, g] of idx.groups) if (withUsers(n) && (test.kind === 'present' || substringMatches(test.f, m.groupDN(g)))) groups.push([n, g]);
   }
-  // AD's in-chain rule gives the flattened membership the index holds; without it (OpenLDAP, whose
-  // memberOf is direct while the index may be flattened locally) the users themselves are named
-  if (m.flatten) return anyOf(groups.map(([, g]) => ({ type: 'ext', attr: 'memberOf', rule: IN_CHAIN, value: g.dn, dnAttributes: false })));
+  // AD (flattened): equality on the direct memberOf of each such group and of the groups nested in it
+  // that have users (Index.within), what AD's in-chain rule means, at the cost of an indexed look-up;
+  // otherwise (OpenLDAP, whose memberOf is direct while the index may be flattened locally) the users
+  // themselves are named
+  if (m.flatten) {
+    const dns = new Set<string>();
+    for (const [n] of groups) for (const dn of idx.within.get(n) ?? []) dns.add(dn);
+    return anyOf([...dns].map((dn) => eq('memberOf', dn)));
+  }
   const users = new Map<string, UserRef>();
   for (const [n] of groups) for (const u of idx.members.get(n)?.users ?? []) users.set(u.dn, u);
   return anyOf([...users.values()].map((u) => eq(dnAttr, u.dn)));

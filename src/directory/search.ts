@@ -45,7 +45,7 @@ export interface DirectoryOptions {
   groupsSource: KindSource;
   source: EntrySource;
   membership: MembershipCache;
-  /** membership filters use AD's in-chain rule (nested groups flattened on AD's side too) */
+  /** AD (memberOf kept by the directory) with nesting flattened: membership filters become memberOf equalities (Index.within) */
   inChain: boolean;
   /** how clients name entries: the virtual tree, or AD's own DNs (transparent mode) */
   naming: Naming;
