@@ -158,6 +158,7 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
     deps.worker === undefined ? 'ldap-gateway listening' : 'gateway worker listening',
   );
 
+  let stopping: Promise<void> | undefined;
   return {
     ldapPort: listeners.addresses.ldap?.port,
     ldapsPort: listeners.addresses.ldaps?.port,
@@ -177,15 +178,19 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
       void old.retire(Math.max(10_000, old.cfg.directory.paging.cursorIdleMs));
       return { restartNeeded: [...restartNeeded] };
     },
-    async stop(deadlineMs = 10_000) {
-      await listeners.close(deadlineMs);
-      await events.stop(deadlineMs);
-      if (http) await new Promise<void>((r) => http.server.close(() => r()));
-      shared.cursors.stop();
-      await current().retire(0);
-      await shared.offline?.close();
-      await state.close();
-      if (demo) await demo.close();
+    stop(deadlineMs = 10_000) {
+      // once: a second call (a second SIGTERM, a test's teardown) waits for the first
+      stopping ??= (async () => {
+        await listeners.close(deadlineMs);
+        await events.stop(deadlineMs);
+        if (http) await new Promise<void>((r) => http.server.close(() => r()));
+        shared.cursors.stop();
+        await current().retire(0);
+        await shared.offline?.close();
+        await state.close();
+        if (demo) await demo.close();
+      })();
+      return stopping;
     },
   };
 }

@@ -5,7 +5,7 @@
 //   exclusive: bind connections, leased to one user bind at a time (a bind changes the whole connection)
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Client, ResultCodeError } from 'ldapts';
+import { Client, ResultCodeError, TimeLimitExceededError } from 'ldapts';
 
 export interface DcOptions {
   urls: string[];
@@ -96,6 +96,47 @@ export class DcSet {
     return isConnectionError(err) && !(err instanceof UpstreamUnavailableError) && attempt + 1 < Math.max(2, this.dcs.length) && this.dcs.some((d) => d.up);
   }
 
+  private readonly probes = new Map<string, Promise<boolean>>();
+
+  /**
+   * Whether a DC that let an operation time out still answers: a rootDSE read on a fresh connection,
+   * within timeouts.connectMs (one probe per DC at a time, shared by every operation that timed out).
+   * A DC that answers anything, even an error, answers.
+   */
+  answers(url: string): Promise<boolean> {
+    let p = this.probes.get(url);
+    if (!p) {
+      p = this.probe(url).finally(() => this.probes.delete(url));
+      this.probes.set(url, p);
+    }
+    return p;
+  }
+
+  private async probe(url: string): Promise<boolean> {
+    const client = this.client(url, this.opts.connectMs);
+    try {
+      if (this.opts.startTLS && url.toLowerCase().startsWith('ldap://')) await client.startTLS(this.tlsOptions);
+      await client.search('', { scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] });
+      return true;
+    } catch (err) {
+      return !isConnectionError(err);
+    } finally {
+      void client.unbind().catch(() => undefined);
+    }
+  }
+
+  /** An ldapts client for one DC (not yet connected). */
+  client(url: string, timeoutMs = this.opts.operationMs): Client {
+    return new Client({
+      url,
+      timeout: timeoutMs,
+      connectTimeout: this.opts.connectMs,
+      // ldapts wraps the socket in TLS whenever tlsOptions is set, even for ldap://
+      ...(url.toLowerCase().startsWith('ldaps://') ? { tlsOptions: this.tlsOptions } : {}),
+      strictDN: false,
+    });
+  }
+
   markUp(url: string): void {
     const dc = this.dcs.find((d) => d.url === url);
     if (dc) {
@@ -160,7 +201,7 @@ export class Pool {
     return { size: this.conns.size, inUse, idle: this.conns.size - inUse, waiting: this.waiters.length };
   }
 
-  /** Run fn on a pooled connection. A connection-level error discards the connection and is rethrown. */
+  /** Run fn on a pooled connection. A connection-level error discards the connection and is rethrown (see fail). */
   async use<T>(fn: (c: PooledConnection) => Promise<T>): Promise<T> {
     const c = await this.acquire();
     try {
@@ -168,9 +209,22 @@ export class Pool {
       this.release(c);
       return r;
     } catch (err) {
-      this.release(c, err);
-      throw err;
+      throw await this.fail(c, err);
     }
+  }
+
+  /**
+   * Release a connection whose work failed; returns the error to rethrow. An operation that timed out
+   * asks whether its DC still answers (DcSet.answers): if not, the DC is hung, as much down as one
+   * refusing connections (back-off, its connections not reused, the next DC asked, offline binds may
+   * apply); if it does, only this operation was slow: timeLimitExceeded, an answer, not an outage.
+   */
+  async fail(c: PooledConnection, err: unknown): Promise<unknown> {
+    this.release(c, err);
+    if (!isTimeout(err)) return err;
+    if (await this.dcs.answers(c.url)) return new TimeLimitExceededError(`${(err as Error).message}: the domain controller answers, but not this operation within timeouts.operationMs`);
+    this.dcs.markDown(c.url, err);
+    return err;
   }
 
   /** Lease a connection; every acquire is paired with one release (pass the error if the work failed). */
@@ -244,8 +298,6 @@ export class Pool {
   }
 
   release(c: PooledConnection, err?: unknown): void {
-    // a DC that keeps the connection open but does not answer is down as much as one refusing connections
-    if (err !== undefined && isTimeout(err)) this.dcs.markDown(c.url, err);
     if (err !== undefined && isConnectionError(err)) this.discard(c);
     c.inFlight--;
     c.lastUsed = Date.now();
@@ -271,14 +323,7 @@ export class Pool {
     try {
       let lastErr: unknown;
       for (const url of this.dcs.candidates()) {
-        const client = new Client({
-          url,
-          timeout: this.dcs.opts.operationMs,
-          connectTimeout: this.dcs.opts.connectMs,
-          // ldapts wraps the socket in TLS whenever tlsOptions is set, even for ldap://
-          ...(url.toLowerCase().startsWith('ldaps://') ? { tlsOptions: this.dcs.tlsOptions } : {}),
-          strictDN: false,
-        });
+        const client = this.dcs.client(url);
         try {
           if (this.dcs.opts.startTLS && url.toLowerCase().startsWith('ldap://')) await client.startTLS(this.dcs.tlsOptions);
           await client.bind(this.opts.bindDN, this.opts.bindPassword);

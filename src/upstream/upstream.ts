@@ -168,8 +168,9 @@ export class Upstream {
    * Page by page (at most pageSize entries in memory), continuation references dropped.
    * Always paged: Windows AD caps unpaged results at MaxPageSize (1000) with sizeLimitExceeded.
    * A pooled connection found dead before the first page (a DC restarted or cut it), or a DC that did
-   * not answer in time (now in back-off), is retried on a fresh connection (DcSet.retryable); once a
-   * page has gone out, a failure is the caller's to handle.
+   * not answer in time and no longer answers a probe (now in back-off), is retried on a fresh connection
+   * (DcSet.retryable); a DC that answers the probe was only slow on this query: timeLimitExceeded, not
+   * retried. Once a page has gone out, a failure is the caller's to handle.
    */
   async *search(q: UpstreamQuery): AsyncGenerator<AdEntry[]> {
     for (let attempt = 0; ; attempt++) {
@@ -230,17 +231,21 @@ export class Upstream {
       }
     } catch (err) {
       failure = err;
-      throw err;
+      this.timing('search', conn.url, Number(process.hrtime.bigint() - t0) / 1e9, err instanceof ResultCodeError);
+      throw await this.service.fail(conn, err);
     } finally {
-      this.timing('search', conn.url, Number(process.hrtime.bigint() - t0) / 1e9, failure === undefined || failure instanceof ResultCodeError);
-      this.service.release(conn, failure);
+      if (failure === undefined) {
+        this.timing('search', conn.url, Number(process.hrtime.bigint() - t0) / 1e9, true);
+        this.service.release(conn);
+      }
     }
   }
 
   /**
    * Bind as a user on a dedicated connection; AD's `data XXX` decoded into a reason. A connection that
-   * died under the bind, or a DC that did not answer in time, is retried on a fresh connection as a
-   * search is (DcSet.retryable), so a hung DC costs one timeout and the next DC is asked.
+   * died under the bind, or a hung DC (no answer in time, nor to the probe after), is retried on a fresh
+   * connection as a search is (DcSet.retryable), so a hung DC costs one timeout and one probe, and the
+   * next DC is asked.
    */
   async bind(dn: string, password: string): Promise<UpstreamBindResult> {
     const t0 = process.hrtime.bigint();
