@@ -7,6 +7,31 @@ import type { BindReason } from '../auth/reasons';
 import { decodeBindFailure, decodeWriteFailure, type WriteReason } from './ad-errors';
 import { DcSet, isConnectionError, Pool, type PooledConnection } from './pool';
 
+/**
+ * An async iterator read one item ahead: item k+1 is requested when item k is handed out, so producing
+ * it overlaps with consuming k. At most two items exist at once; an early return waits for the item
+ * under way, then closes the source.
+ */
+export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let done = false;
+  try {
+    let next = it.next();
+    for (;;) {
+      const r = await next;
+      if (r.done) {
+        done = true;
+        return;
+      }
+      next = it.next();
+      next.catch(() => undefined); // rethrown where it is awaited (above), or dropped with the iterator
+      yield r.value;
+    }
+  } finally {
+    if (!done) await it.return?.();
+  }
+}
+
 /** Binary attributes: ldapts would otherwise decode them as (broken) UTF-8. */
 const BINARY_ATTRIBUTES = ['objectGUID', 'objectSid', 'thumbnailPhoto', 'jpegPhoto'];
 
@@ -165,7 +190,7 @@ export class Upstream {
   }
 
   /**
-   * Page by page (at most pageSize entries in memory), continuation references dropped.
+   * Page by page (at most two pages in memory: the next one is read ahead), continuation references dropped.
    * Always paged: Windows AD caps unpaged results at MaxPageSize (1000) with sizeLimitExceeded.
    * A pooled connection found dead before the first page (a DC restarted or cut it), or a DC that did
    * not answer in time and no longer answers a probe (now in back-off), is retried on a fresh connection
@@ -226,7 +251,9 @@ export class Upstream {
     const t0 = process.hrtime.bigint();
     let failure: unknown;
     try {
-      for await (const page of conn.client.searchPaginated(q.base, opts)) {
+      // the next page is asked for as soon as one arrives: the DC works on it while this one is mapped,
+      // sent and read by the client (a paged client's next request then finds it under way or done)
+      for await (const page of readAhead(conn.client.searchPaginated(q.base, opts))) {
         yield await this.completeRanges(page.searchEntries.map(toAdEntry));
       }
     } catch (err) {
