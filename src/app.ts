@@ -170,7 +170,10 @@ export async function startGateway(cfg: Config, log: Logger, deps: GatewayDeps =
     async reload(next) {
       const old = current();
       const restartNeeded = RESTART_ONLY.filter((p) => JSON.stringify(pick(old.cfg, p)) !== JSON.stringify(pick(next, p)));
-      if (JSON.stringify(old.cfg.protection) !== JSON.stringify(next.protection)) shared.guard = makeGuard(next, log, metrics, state);
+      if (JSON.stringify(old.cfg.protection) !== JSON.stringify(next.protection)) {
+        shared.guard.stop();
+        shared.guard = makeGuard(next, log, metrics, state);
+      }
       log.level = next.log.level;
       const effective = effectiveConfig(next, old.cfg);
       core = buildCore(effective, upstreamOf(effective), log, metrics, events.authHooks, shared);

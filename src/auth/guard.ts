@@ -10,10 +10,18 @@
 //
 // A bind asks the shield with every question at once (screen; screenAccount when the name had to be
 // looked up first): on a shared backend (Redis) the look-ups travel together, one round trip.
+//
+// On a remote backend, most accounts have no failure at all, and asking about them is the whole cost of
+// the shield: an account with no failure recorded anywhere (no 'flag' kept in the shared state) is
+// remembered as clean here, and asked about again only once some replica records a failure for it (it
+// writes the flag, then says so on the bus), after a resubscription to the bus, or a minute later at most.
+// A failure recorded elsewhere a moment before a bind here (the bus message in flight) can be missed by
+// that one bind; the count itself is never lost.
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { EntrySource } from '../directory/search';
-import type { RateLimiter, StateStores, TtlMap, WindowCounter } from '../state/types';
+import type { Bus, RateLimiter, StateStores, TtlMap, WindowCounter } from '../state/types';
 
 export interface GuardOptions {
   windowMs: number;
@@ -31,6 +39,11 @@ export interface GuardOptions {
 }
 
 export type TripScope = 'account_ip' | 'account' | 'ip';
+
+/** The bus topic on which a replica says it recorded a failure for an account (lower-case DN). */
+const FLAG_TOPIC = 'lockout-flag';
+/** What the bus delivers after a lost subscription (messages may have been missed): forget every clean account. */
+const RESYNC = '';
 /** What the shield says of an account: a tripped budget, a password AD already refused, or nothing. */
 export type AccountVerdict = Exclude<TripScope, 'ip'> | 'known_wrong' | undefined;
 interface AccountAnswers {
@@ -50,6 +63,13 @@ export class LockoutGuard {
   private readonly windows: WindowCounter;
   private readonly seenWrong: TtlMap<true>;
   private readonly buckets: RateLimiter;
+  private readonly flags: TtlMap<true>;
+  private readonly bus: Bus;
+  /** remote backend only: accounts known to have no failure recorded anywhere (see the top of this file) */
+  private readonly clean: LRUCache<string, true> | undefined;
+  private readonly unsubscribe: (() => void) | undefined;
+  /** counts flags heard of, so that an answer asked for before one is not kept as clean */
+  private epoch = 0;
 
   constructor(
     readonly o: GuardOptions,
@@ -60,6 +80,14 @@ export class LockoutGuard {
     this.windows = state.windowCounter('lockout', { windowMs: o.windowMs, cap: Math.max(o.perAccountIp, o.perAccount, o.perIp, 1), max: 200_000 });
     this.seenWrong = state.ttlMap<true>('lockout-wrong', { max: 200_000, ttlMs: o.windowMs });
     this.buckets = state.rateLimiter('bind-rate', { ratePerSec: o.bindRatePerIp, burst: o.bindBurstPerIp, max: 100_000 });
+    // accounts with a failure within the window (a failure writes it; a success does not clear it, since the
+    // known-wrong memory outlives the counts)
+    this.flags = state.ttlMap<true>('lockout-flags', { max: 200_000, ttlMs: o.windowMs });
+    this.bus = state.bus;
+    if (state.remote) {
+      this.clean = new LRUCache<string, true>({ max: 100_000, ttl: Math.min(o.windowMs, 60_000) });
+      this.unsubscribe = state.bus.subscribe(FLAG_TOPIC, (a) => this.flagged(a));
+    }
   }
 
   /**
@@ -99,8 +127,25 @@ export class LockoutGuard {
   }
 
   private async accountQuestions(account: string, password: string, client: string, now: number): Promise<AccountAnswers> {
-    const [counts, wrong] = await Promise.all([this.accountCounts(account, client, now), this.knownWrong(account, password)]);
+    const a = account.toLowerCase();
+    if (this.clean?.has(a)) return { pair: 0, total: 0, wrong: false };
+    const epoch = this.epoch;
+    const [counts, wrong, flagged] = await Promise.all([this.accountCounts(account, client, now), this.knownWrong(account, password), this.clean ? this.flags.get(a) : true]);
+    // clean only if no flag was heard of while asking (the answer may predate it)
+    if (flagged === undefined && epoch === this.epoch) this.clean?.set(a, true);
     return { ...counts, wrong };
+  }
+
+  /** A failure for this account was recorded (here or by another replica): ask about it again. */
+  private flagged(a: string): void {
+    this.epoch++;
+    if (a === RESYNC) this.clean?.clear();
+    else this.clean?.delete(a);
+  }
+
+  /** Stop listening to the bus (a reload replaced this guard). */
+  stop(): void {
+    this.unsubscribe?.();
   }
 
   /** The budgets first, then the known-wrong answer; a tripped budget is reported. */
@@ -122,7 +167,9 @@ export class LockoutGuard {
   /** AD refused this password for this account (bad_credentials). */
   async badPassword(account: string, password: string, client: string, now = Date.now()): Promise<void> {
     const a = account.toLowerCase();
-    await Promise.all([this.seenWrong.set(this.digest(account, password), true), this.windows.add(`ai:${a}|${client}`, now), this.windows.add(`a:${a}`, now), this.windows.add(`i:${client}`, now)]);
+    await Promise.all([this.seenWrong.set(this.digest(account, password), true), this.windows.add(`ai:${a}|${client}`, now), this.windows.add(`a:${a}`, now), this.windows.add(`i:${client}`, now), this.flags.set(a, true)]);
+    // the flag is written before anyone hears of it, so whoever asks again finds it
+    if (this.clean) await this.bus.publish(FLAG_TOPIC, a);
   }
 
   /** A failure that is not about an account's password (unknown user, invalid name): the address only. */
@@ -137,6 +184,7 @@ export class LockoutGuard {
 
   async succeeded(account: string, client: string): Promise<void> {
     const a = account.toLowerCase();
+    if (this.clean?.has(a)) return; // no failure recorded anywhere: no count to clear
     await Promise.all([this.windows.clear(`ai:${a}|${client}`), this.windows.clear(`a:${a}`)]);
   }
 }

@@ -184,6 +184,7 @@ export async function buildState(cfg: Config, log: Logger, metrics: Metrics): Pr
       return { take: (key, now) => availability.run(() => shared.take(key, now), () => mine.take(key, now)) };
     },
     bus,
+    remote: true,
     health(): StateHealth {
       if (availability.up) return { ready: true };
       return r.onUnavailable === 'local' ? { ready: true, detail: 'degraded: state is per-process (Redis is unreachable)' } : { ready: false, detail: 'Redis is unreachable: binds are refused' };

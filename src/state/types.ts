@@ -66,6 +66,8 @@ export interface StateStores {
   windowCounter(name: string, o: { windowMs: number; /** events kept per key */ cap: number; max: number }): WindowCounter;
   rateLimiter(name: string, o: { ratePerSec: number; burst: number; max: number }): RateLimiter;
   bus: Bus;
+  /** reads cross the network (Redis): worth remembering answers that the bus says are still true */
+  remote?: boolean;
 }
 
 /**

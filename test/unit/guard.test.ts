@@ -92,11 +92,16 @@ t.test('screenAccount: budgets first, then the known-wrong password, asked toget
 /** One store per name, whoever asks (as every replica reaches the same keys on Redis). */
 function byName(inner: StateStores): StateStores {
   const maps = new Map<string, unknown>();
+  const windows = new Map<string, ReturnType<StateStores['windowCounter']>>();
   return {
     ...inner,
     ttlMap<V>(n: string, o: Parameters<StateStores['ttlMap']>[1]) {
       if (!maps.has(n)) maps.set(n, inner.ttlMap<V>(n, o as never));
       return maps.get(n) as ReturnType<StateStores['ttlMap']> as never;
+    },
+    windowCounter(n, o) {
+      if (!windows.has(n)) windows.set(n, inner.windowCounter(n, o));
+      return windows.get(n) as ReturnType<StateStores['windowCounter']>;
     },
   };
 }
@@ -142,6 +147,57 @@ t.test('the known-wrong memory: shared by one configuration, apart for another, 
     return { ...m, get: m.get.bind(m), delete: m.delete.bind(m), set: async (k: string, v: V, ttl?: number) => (seen.push(`${n}|${k}|${JSON.stringify(v)}`), m.set(k, v, ttl)) };
   } };
   await new LockoutGuard({ ...limits, keyMaterial: 'cn=svc\0service-password' }, spy).badPassword(dn, 'Wrong-Passw0rd!', '10.0.0.1');
-  t.equal(seen.length, 1, 'one entry written');
+  t.same(seen.map((x) => x.split('|')[0]), ['lockout-wrong', 'lockout-flags'], "two entries written: the known-wrong memory's and the account's flag");
   t.notMatch(seen.join('\n'), /Wrong-Passw0rd|service-password/, 'neither the password nor the key material is stored');
+});
+
+// Two replicas on one remote backend (the same stores and bus, `remote` as Redis's state says): a clean
+// account is asked about once, then answered here until a failure is recorded anywhere.
+t.test('remote backend: clean accounts are not asked about again until some replica records a failure', async (t) => {
+  const shared = byName(memoryState());
+  const a = recorded(shared);
+  const b = recorded(shared);
+  // one configuration (one key for the known-wrong memory); no address budget, so only account questions count
+  const o = { ...limits, perIp: 0, bindBurstPerIp: 1000, keyMaterial: 'cn=svc\0service-password' };
+  const ga = new LockoutGuard(o, { ...a.stores, remote: true });
+  const gb = new LockoutGuard(o, { ...b.stores, remote: true });
+  t.teardown(() => (ga.stop(), gb.stop()));
+  const asked = (calls: string[]) => calls.filter((c) => /^start lockout(-wrong|-flags)?\.(count|get)$/.test(c)).length;
+  t.equal(await ga.screenAccount(dn, 'Secret-1', '10.0.0.1'), undefined);
+  t.equal(asked(a.calls), 4, 'first bind: both windows, the known-wrong memory and the flag asked');
+  a.calls.length = 0;
+  t.equal(await ga.screenAccount(dn, 'Secret-1', '10.0.0.1'), undefined);
+  t.same((await ga.screen('10.0.0.1', { dn, password: 'Other-2' })).account, undefined);
+  t.equal(asked(a.calls), 0, 'then: nothing asked about the account, whatever the password');
+  a.calls.length = 0;
+  await ga.succeeded(dn, '10.0.0.1');
+  t.same(a.calls, [], 'and a success has no count to clear');
+
+  // replica b: AD refused a password; a hears of it on the bus and asks again
+  await gb.badPassword(dn, 'Wrong-1', '10.0.0.2');
+  t.equal(await ga.screenAccount(dn, 'Wrong-1', '10.0.0.1'), 'known_wrong', "b's failure is seen by a's next bind");
+  t.equal(asked(a.calls), 4, 'asked again');
+  for (const pw of ['Wrong-2', 'Wrong-3', 'Wrong-4']) await gb.badPassword(dn, pw, '10.0.0.3');
+  t.equal(await ga.screenAccount(dn, 'Secret-1', '10.0.0.4'), 'account', 'four failures across replicas: the account budget');
+  await ga.succeeded(dn, '10.0.0.4');
+  a.calls.length = 0;
+  t.equal(await ga.screenAccount(dn, 'Wrong-1', '10.0.0.1'), 'known_wrong', 'after a success the counts are cleared, the known-wrong memory is not');
+  t.equal(asked(a.calls), 4, 'so a flagged account stays asked about');
+
+  // a lost subscription (the bus delivers its resync message): every clean account is asked about again
+  const other = 'CN=Bob,OU=People,DC=example,DC=test';
+  await ga.screenAccount(other, 'Secret-1', '10.0.0.1');
+  a.calls.length = 0;
+  await ga.screenAccount(other, 'Secret-1', '10.0.0.1');
+  t.equal(asked(a.calls), 0, 'bob is clean');
+  await shared.bus.publish('lockout-flag', '');
+  await ga.screenAccount(other, 'Secret-1', '10.0.0.1');
+  t.equal(asked(a.calls), 4, 'after a resync, asked again');
+
+  // not remote (memory, or workers replicating through the supervisor): always asked, nothing kept
+  const local = recorded(memoryState());
+  const gl = new LockoutGuard({ ...limits, perIp: 0 }, local.stores);
+  await gl.screenAccount(dn, 'Secret-1', '10.0.0.1');
+  await gl.screenAccount(dn, 'Secret-1', '10.0.0.1');
+  t.equal(asked(local.calls), 6, 'local reads: the windows and the memory each time, no flag');
 });
