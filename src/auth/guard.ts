@@ -14,9 +14,9 @@
 // On a remote backend, most accounts have no failure at all, and asking about them is the whole cost of
 // the shield: an account with no failure recorded anywhere (no 'flag' kept in the shared state) is
 // remembered as clean here, and asked about again only once some replica records a failure for it (it
-// writes the flag, then says so on the bus), after a resubscription to the bus, or a minute later at most.
-// A failure recorded elsewhere a moment before a bind here (the bus message in flight) can be missed by
-// that one bind; the count itself is never lost.
+// writes the flag, then says so on the bus), after the bus connection drops or comes back, or a minute
+// later at most. Binds arriving at another replica while that message is in flight can miss the failure;
+// the count itself is never lost, and this replica's own failures are seen by its next bind at once.
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -167,9 +167,20 @@ export class LockoutGuard {
   /** AD refused this password for this account (bad_credentials). */
   async badPassword(account: string, password: string, client: string, now = Date.now()): Promise<void> {
     const a = account.toLowerCase();
-    await Promise.all([this.seenWrong.set(this.digest(account, password), true), this.windows.add(`ai:${a}|${client}`, now), this.windows.add(`a:${a}`, now), this.windows.add(`i:${client}`, now), this.flags.set(a, true)]);
-    // the flag is written before anyone hears of it, so whoever asks again finds it
-    if (this.clean) await this.bus.publish(FLAG_TOPIC, a);
+    // this replica asks about the account again from now on, before any write has landed
+    if (this.clean) this.flagged(a);
+    try {
+      await Promise.all([
+        this.seenWrong.set(this.digest(account, password), true),
+        this.windows.add(`ai:${a}|${client}`, now),
+        this.windows.add(`a:${a}`, now),
+        this.windows.add(`i:${client}`, now),
+        ...(this.clean ? [this.flags.set(a, true)] : []),
+      ]);
+    } finally {
+      // the flag is written (or could not be) before the others hear of it, so whoever asks again finds it
+      if (this.clean) await this.bus.publish(FLAG_TOPIC, a);
+    }
   }
 
   /** A failure that is not about an account's password (unknown user, invalid name): the address only. */

@@ -183,7 +183,10 @@ export class RedisBus implements Bus {
       this.local.deliver(topic, text.slice(at + 1));
     });
     subscriber.on('close', () => {
-      if (this.channels.size > 0) this.lostSubscription = true;
+      if (this.channels.size === 0 || this.lostSubscription) return;
+      this.lostSubscription = true;
+      // messages sent from now on are lost: what relies on hearing them forgets now, and again when back
+      for (const topic of this.channels.values()) this.local.deliver(topic, RedisBus.RESYNC);
     });
     subscriber.on('ready', () => {
       if (!this.lostSubscription) return;

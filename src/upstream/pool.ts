@@ -26,6 +26,9 @@ export interface PoolOptions {
   bindPassword: string;
 }
 
+/** An operation that outlived timeouts.operationMs on a DC that still answers: its own time limit, not an outage. */
+export class SlowOperationError extends TimeLimitExceededError {}
+
 export class UpstreamUnavailableError extends Error {
   constructor(message: string) {
     super(message);
@@ -222,7 +225,7 @@ export class Pool {
   async fail(c: PooledConnection, err: unknown): Promise<unknown> {
     this.release(c, err);
     if (!isTimeout(err)) return err;
-    if (await this.dcs.answers(c.url)) return new TimeLimitExceededError(`${(err as Error).message}: the domain controller answers, but not this operation within timeouts.operationMs`);
+    if (await this.dcs.answers(c.url)) return new SlowOperationError(`${(err as Error).message}: the domain controller answers, but not this operation within timeouts.operationMs`);
     this.dcs.markDown(c.url, err);
     return err;
   }
@@ -298,9 +301,13 @@ export class Pool {
   }
 
   release(c: PooledConnection, err?: unknown): void {
-    if (err !== undefined && isConnectionError(err)) this.discard(c);
+    const failed = err !== undefined && isConnectionError(err);
+    if (failed) c.broken = true;
     c.inFlight--;
     c.lastUsed = Date.now();
+    // a broken connection is not used again; one that only timed out serves the operations still running
+    // on it (a shared connection: other searches, paged listings) and goes when the last one ends
+    if (c.broken && (c.inFlight <= 0 || (failed && !isTimeout(err)))) this.discard(c);
     if (this.opts.mode === 'shared' || c.broken) return;
     const w = this.waiters.shift();
     if (w) w(c);
@@ -309,9 +316,10 @@ export class Pool {
 
   private discard(c: PooledConnection): void {
     c.broken = true;
-    if (this.conns.delete(c)) void c.client.unbind().catch(() => undefined);
     const i = this.idle.indexOf(c);
     if (i >= 0) this.idle.splice(i, 1);
+    if (!this.conns.delete(c)) return;
+    void c.client.unbind().catch(() => undefined);
     // a waiter may now open a fresh connection in the freed slot
     const w = this.waiters.shift();
     if (w) this.open().then(w, w);

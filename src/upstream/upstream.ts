@@ -5,7 +5,7 @@ import type { UpstreamConfig } from '../config/schema';
 import type { AdEntry, AdValue } from '../directory/mapping';
 import type { BindReason } from '../auth/reasons';
 import { decodeBindFailure, decodeWriteFailure, type WriteReason } from './ad-errors';
-import { DcSet, isConnectionError, Pool, type PooledConnection } from './pool';
+import { DcSet, isConnectionError, Pool, SlowOperationError, type PooledConnection } from './pool';
 
 /**
  * An async iterator read one item ahead: item k+1 is requested when item k is handed out, so producing
@@ -181,6 +181,8 @@ export class Upstream {
       return dc as string;
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
+      // no answer in time from a DC that answers otherwise: AD may have applied the write or not
+      if (err instanceof SlowOperationError) throw new WriteFailure(52, 'upstream_unavailable', `${message} (the outcome of the write is unknown)`, dc);
       if (err instanceof ResultCodeError) {
         const diagnostic = withoutCodeSuffix(message);
         throw new WriteFailure(err.code, decodeWriteFailure(err.code, diagnostic), diagnostic, dc);
@@ -250,16 +252,26 @@ export class Upstream {
     const conn = await this.service.acquire();
     const t0 = process.hrtime.bigint();
     let failure: unknown;
+    let elsewhere = false; // a failure of the range reads, on another connection (handled there)
     try {
       // the next page is asked for as soon as one arrives: the DC works on it while this one is mapped,
       // sent and read by the client (a paged client's next request then finds it under way or done)
       for await (const page of readAhead(conn.client.searchPaginated(q.base, opts))) {
-        yield await this.completeRanges(page.searchEntries.map(toAdEntry));
+        let entries: AdEntry[];
+        try {
+          entries = await this.completeRanges(page.searchEntries.map(toAdEntry));
+        } catch (err) {
+          elsewhere = true;
+          throw err;
+        }
+        yield entries;
       }
     } catch (err) {
       failure = err;
-      this.timing('search', conn.url, Number(process.hrtime.bigint() - t0) / 1e9, err instanceof ResultCodeError);
-      throw await this.service.fail(conn, err);
+      this.timing('search', conn.url, Number(process.hrtime.bigint() - t0) / 1e9, elsewhere || err instanceof ResultCodeError);
+      if (!elsewhere) throw await this.service.fail(conn, err);
+      this.service.release(conn);
+      throw err;
     } finally {
       if (failure === undefined) {
         this.timing('search', conn.url, Number(process.hrtime.bigint() - t0) / 1e9, true);

@@ -142,7 +142,8 @@ t.test('the known-wrong memory: shared by one configuration, apart for another, 
 
   // what the store holds: keys and values, none of them the password or the key material
   const seen: string[] = [];
-  const spy: StateStores = { ...shared, ttlMap: <V>(n: string, o: Parameters<StateStores['ttlMap']>[1]) => {
+  // (remote, as on Redis: the account's flag is written too)
+  const spy: StateStores = { ...shared, remote: true, ttlMap: <V>(n: string, o: Parameters<StateStores['ttlMap']>[1]) => {
     const m = shared.ttlMap<V>(n, o as never);
     return { ...m, get: m.get.bind(m), delete: m.delete.bind(m), set: async (k: string, v: V, ttl?: number) => (seen.push(`${n}|${k}|${JSON.stringify(v)}`), m.set(k, v, ttl)) };
   } };
@@ -172,6 +173,15 @@ t.test('remote backend: clean accounts are not asked about again until some repl
   a.calls.length = 0;
   await ga.succeeded(dn, '10.0.0.1');
   t.same(a.calls, [], 'and a success has no count to clear');
+
+  // a's own failure: its next bind asks again at once, even while the failure's writes are on their way
+  const pending = ga.badPassword(dn, 'Wrong-0', '10.0.0.9');
+  a.calls.length = 0;
+  await ga.screenAccount(dn, 'Secret-1', '10.0.0.1');
+  t.equal(asked(a.calls), 4, "a's own failure: asked about again before its writes landed");
+  await pending;
+  await ga.succeeded(dn, '10.0.0.9');
+  a.calls.length = 0;
 
   // replica b: AD refused a password; a hears of it on the bus and asks again
   await gb.badPassword(dn, 'Wrong-1', '10.0.0.2');

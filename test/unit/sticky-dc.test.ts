@@ -70,3 +70,22 @@ t.test('a timeout: the DC is probed; hung -> back-off, answering -> timeLimitExc
   t.notOk(d.retryable(e2, 0), 'and the operation is not repeated elsewhere');
   t.ok(onLive.broken, 'the connection with an answer still pending is not reused');
 });
+
+t.test('a shared connection where one operation timed out serves the others still running on it, then goes', async (t) => {
+  const demo = await startDemoDirectory(pino({ level: 'silent' }));
+  t.teardown(() => demo.close());
+  const d = new DcSet({ urls: [demo.url], startTLS: false, tls: { verify: true }, connectMs: 300, operationMs: 300, idleMs: 10_000, failureBackoffMs: 10_000 });
+  const pool = new Pool(d, { name: 'service', size: 1, mode: 'shared', bindDN: '', bindPassword: '' });
+  t.teardown(() => pool.close());
+  const a = await pool.acquire();
+  const b = await pool.acquire();
+  t.equal(a, b, 'one connection, two operations on it');
+  pool.release(a, new Error('SearchRequest: Operation timed out'));
+  t.equal(pool.stats().size, 1, 'the other operation keeps it');
+  t.ok(b.client.isConnected && b.broken, 'still connected, but taken for nothing new');
+  const c = await pool.acquire();
+  t.not(c, b, 'a new operation gets another connection');
+  pool.release(b);
+  t.equal(pool.stats().size, 1, 'the last operation on the timed-out connection ended: it is gone');
+  pool.release(c);
+});
