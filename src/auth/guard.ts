@@ -63,11 +63,11 @@ export class LockoutGuard {
   private readonly windows: WindowCounter;
   private readonly seenWrong: TtlMap<true>;
   private readonly buckets: RateLimiter;
-  private readonly flags: TtlMap<true>;
-  private readonly bus: Bus;
-  /** remote backend only: accounts known to have no failure recorded anywhere (see the top of this file) */
-  private readonly clean: LRUCache<string, true> | undefined;
-  private readonly unsubscribe: (() => void) | undefined;
+  /**
+   * Remote backend only (see the top of this file): the accounts' failure flags in the shared state, the
+   * accounts known here to have none, and the bus that tells of new ones.
+   */
+  private readonly remote: { flags: TtlMap<true>; clean: LRUCache<string, true>; bus: Bus; unsubscribe: () => void } | undefined;
   /** counts flags heard of, so that an answer asked for before one is not kept as clean */
   private epoch = 0;
 
@@ -80,14 +80,16 @@ export class LockoutGuard {
     this.windows = state.windowCounter('lockout', { windowMs: o.windowMs, cap: Math.max(o.perAccountIp, o.perAccount, o.perIp, 1), max: 200_000 });
     this.seenWrong = state.ttlMap<true>('lockout-wrong', { max: 200_000, ttlMs: o.windowMs });
     this.buckets = state.rateLimiter('bind-rate', { ratePerSec: o.bindRatePerIp, burst: o.bindBurstPerIp, max: 100_000 });
-    // accounts with a failure within the window (a failure writes it; a success does not clear it, since the
-    // known-wrong memory outlives the counts)
-    this.flags = state.ttlMap<true>('lockout-flags', { max: 200_000, ttlMs: o.windowMs });
-    this.bus = state.bus;
-    if (state.remote) {
-      this.clean = new LRUCache<string, true>({ max: 100_000, ttl: Math.min(o.windowMs, 60_000) });
-      this.unsubscribe = state.bus.subscribe(FLAG_TOPIC, (a) => this.flagged(a));
-    }
+    this.remote = state.remote
+      ? {
+          // an account's failure within the window (written with each failure; a success does not clear
+          // it, since the known-wrong memory outlives the counts)
+          flags: state.ttlMap<true>('lockout-flags', { max: 200_000, ttlMs: o.windowMs }),
+          clean: new LRUCache<string, true>({ max: 100_000, ttl: Math.min(o.windowMs, 60_000) }),
+          bus: state.bus,
+          unsubscribe: state.bus.subscribe(FLAG_TOPIC, (a) => this.flagged(a)),
+        }
+      : undefined;
   }
 
   /**
@@ -128,24 +130,25 @@ export class LockoutGuard {
 
   private async accountQuestions(account: string, password: string, client: string, now: number): Promise<AccountAnswers> {
     const a = account.toLowerCase();
-    if (this.clean?.has(a)) return { pair: 0, total: 0, wrong: false };
+    const r = this.remote;
+    if (r?.clean.has(a)) return { pair: 0, total: 0, wrong: false };
     const epoch = this.epoch;
-    const [counts, wrong, flagged] = await Promise.all([this.accountCounts(account, client, now), this.knownWrong(account, password), this.clean ? this.flags.get(a) : true]);
+    const [counts, wrong, flagged] = await Promise.all([this.accountCounts(account, client, now), this.knownWrong(account, password), r?.flags.get(a)]);
     // clean only if no flag was heard of while asking (the answer may predate it)
-    if (flagged === undefined && epoch === this.epoch) this.clean?.set(a, true);
+    if (r && flagged === undefined && epoch === this.epoch) r.clean.set(a, true);
     return { ...counts, wrong };
   }
 
   /** A failure for this account was recorded (here or by another replica): ask about it again. */
   private flagged(a: string): void {
     this.epoch++;
-    if (a === RESYNC) this.clean?.clear();
-    else this.clean?.delete(a);
+    if (a === RESYNC) this.remote?.clean.clear();
+    else this.remote?.clean.delete(a);
   }
 
   /** Stop listening to the bus (a reload replaced this guard). */
   stop(): void {
-    this.unsubscribe?.();
+    this.remote?.unsubscribe();
   }
 
   /** The budgets first, then the known-wrong answer; a tripped budget is reported. */
@@ -168,18 +171,19 @@ export class LockoutGuard {
   async badPassword(account: string, password: string, client: string, now = Date.now()): Promise<void> {
     const a = account.toLowerCase();
     // this replica asks about the account again from now on, before any write has landed
-    if (this.clean) this.flagged(a);
+    const r = this.remote;
+    if (r) this.flagged(a);
     try {
       await Promise.all([
         this.seenWrong.set(this.digest(account, password), true),
         this.windows.add(`ai:${a}|${client}`, now),
         this.windows.add(`a:${a}`, now),
         this.windows.add(`i:${client}`, now),
-        ...(this.clean ? [this.flags.set(a, true)] : []),
+        ...(r ? [r.flags.set(a, true)] : []),
       ]);
     } finally {
       // the flag is written (or could not be) before the others hear of it, so whoever asks again finds it
-      if (this.clean) await this.bus.publish(FLAG_TOPIC, a);
+      if (r) await r.bus.publish(FLAG_TOPIC, a);
     }
   }
 
@@ -195,7 +199,7 @@ export class LockoutGuard {
 
   async succeeded(account: string, client: string): Promise<void> {
     const a = account.toLowerCase();
-    if (this.clean?.has(a)) return; // no failure recorded anywhere: no count to clear
+    if (this.remote?.clean.has(a)) return; // no failure recorded anywhere: no count to clear
     await Promise.all([this.windows.clear(`ai:${a}|${client}`), this.windows.clear(`a:${a}`)]);
   }
 }
