@@ -3,10 +3,22 @@
 // until its last cursor ends; see Core.retire). A cursor belongs to the identity that opened it: after a
 // rebind as someone else, an old cookie is not continued with the old rights.
 import { randomBytes } from 'node:crypto';
-import type { Entry, LdapResult } from '../ldap/types';
+import type { EncodedEntry, Entry, LdapResult } from '../ldap/types';
+
+/** Entries of a listing read before the client asked for them, and how the listing went on after them. */
+export interface Ahead {
+  /** encoded when the connection's sink can encode ahead (SearchSink.encode) */
+  entries: Array<Entry | EncodedEntry>;
+  /** the listing ended after these entries */
+  end?: LdapResult;
+  /** reading on failed after these entries (rethrown where they run out) */
+  error?: unknown;
+}
 
 export interface Cursor {
   gen: AsyncGenerator<Entry, LdapResult>;
+  /** the next page, being read while the client reads this one (paging.ts) */
+  ahead?: Promise<Ahead>;
   /** the request's parameters (cache.ts requestSignature): they must not change between pages */
   signature: string;
   /** who the listing is for (the policy's partition) */

@@ -1,14 +1,39 @@
 // Runs a directory search for one client request: the client's paged-results control (RFC 2696) with
 // cookies kept per connection (so they survive interleaved operations), size and time limits across
-// pages, and the failure rule. Memory per paged listing is bounded by one upstream page: the entry
-// generator is suspended between client pages, never drained into a buffer.
+// pages, and the failure rule. Between two client pages the next one is read and mapped ahead (at most
+// MAX_AHEAD entries), while the client reads the page it got: memory per paged listing is bounded by that
+// and by one upstream page, never by the size of the listing.
 import { requestSignature, type SearchCache } from './cache';
-import type { Cursor, CursorStore } from './cursors';
+import type { Ahead, Cursor, CursorStore } from './cursors';
 import { UpstreamFailure, type DirectorySearch, type SearchScope } from './search';
 import { ResultCode } from '../ldap/protocol';
-import type { Entry, LdapResult, SearchOp, SearchOutcome, SearchSink } from '../ldap/types';
+import type { EncodedEntry, Entry, LdapResult, SearchOp, SearchOutcome, SearchSink } from '../ldap/types';
 
 const NO_COOKIE = Buffer.alloc(0);
+
+/** Entries of the next page read ahead at most (a client asking for bigger pages gets the rest as it reads). */
+export const MAX_AHEAD = 1000;
+
+/**
+ * Read up to n more entries of a listing into `from` (what was read ahead and not sent yet). Never
+ * rejects: a failure is kept in the result and rethrown where the entries before it run out.
+ */
+async function readAhead(gen: AsyncGenerator<Entry, LdapResult>, n: number, from: Ahead, encode?: (e: Entry) => EncodedEntry): Promise<Ahead> {
+  try {
+    while (from.end === undefined && from.error === undefined && from.entries.length < n) {
+      const r = await gen.next();
+      if (r.done) {
+        // a generator closed meanwhile (the cursor was dropped) returns no result: nothing more to read
+        from.end = r.value ?? { code: ResultCode.success };
+        break;
+      }
+      from.entries.push(encode ? encode(r.value) : r.value);
+    }
+  } catch (err) {
+    from.error = err;
+  }
+  return from;
+}
 
 export class SearchRunner {
   constructor(
@@ -88,17 +113,32 @@ export class SearchRunner {
     }
 
     const open: Cursor = cur;
+    // what was read ahead for this page (or an empty start), handed out before the generator goes on
+    const ahead: Ahead = (await open.ahead) ?? { entries: [] };
+    open.ahead = undefined;
+    let taken = 0;
+    const next = async (): Promise<IteratorResult<Entry | EncodedEntry, LdapResult>> => {
+      if (taken < ahead.entries.length) return { done: false, value: ahead.entries[taken++] as Entry | EncodedEntry };
+      if (ahead.error !== undefined) throw ahead.error;
+      if (ahead.end !== undefined) return { done: true, value: ahead.end };
+      return open.gen.next();
+    };
     let keep = false;
     try {
       for (let n = 0; n < size; n++) {
-        const r = await open.gen.next();
+        const r = await next();
         if (r.done) return done(r.value);
         const limit = this.limit(op, open.sent, Date.now() - open.startedAt);
         if (limit) return done(limit);
-        await sink.entry(r.value);
+        if ('encoded' in r.value) await (sink.encoded as NonNullable<SearchSink['encoded']>)(r.value);
+        else await sink.entry(r.value);
         open.sent++;
       }
       keep = true;
+      // the next page is read and mapped now, while the client reads this one (a sync asks for it at once);
+      // entries read ahead but not sent (a smaller page size this time) stay first in line
+      const rest: Ahead = { entries: ahead.entries.slice(taken), ...(ahead.end !== undefined ? { end: ahead.end } : {}), ...(ahead.error !== undefined ? { error: ahead.error } : {}) };
+      open.ahead = readAhead(open.gen, Math.min(size, MAX_AHEAD), rest, sink.encode && sink.encoded ? sink.encode : undefined);
       return { code: ResultCode.success, paged: { size: 0, cookie: await this.cursors.put(session, open) } };
     } catch (err) {
       if (!(err instanceof UpstreamFailure)) throw err;

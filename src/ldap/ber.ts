@@ -146,12 +146,35 @@ function putHeader(buf: Buffer, off: number, tag: number, n: number): number {
   return off;
 }
 
+type Attributes = ReadonlyArray<{ type: string; values: readonly string[] }>;
+
 /**
  * LDAPMessage { messageID, SearchResultEntry { objectName, attributes } } (RFC 4511 §4.5.2), sized first
  * and written into one buffer: the same bytes as tlv()/octets() would give, without a buffer per element.
  */
-export function encodeSearchEntry(messageId: number, dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
+export function encodeSearchEntry(messageId: number, dn: string, attributes: Attributes): Buffer {
+  return writeSearchEntry(integer(0x02, messageId), dn, attributes);
+}
+
+/**
+ * The SearchResultEntry alone ([APPLICATION 4] TLV), for an entry encoded before the request that sends it
+ * is known (a paged listing's next page, read ahead): envelope() gives the message's first bytes later.
+ */
+export function encodeSearchEntryBody(dn: string, attributes: Attributes): Buffer {
+  return writeSearchEntry(undefined, dn, attributes);
+}
+
+/** The bytes of an LDAPMessage before its protocolOp: SEQUENCE header and messageID. */
+export function envelope(messageId: number, opLength: number): Buffer {
   const id = integer(0x02, messageId);
+  const msgLen = id.length + opLength;
+  const buf = Buffer.allocUnsafe(headerSize(msgLen) + id.length);
+  id.copy(buf, putHeader(buf, 0, 0x30, msgLen));
+  return buf;
+}
+
+/** With an encoded messageID: the whole LDAPMessage; without: the SearchResultEntry only. */
+function writeSearchEntry(id: Buffer | undefined, dn: string, attributes: Attributes): Buffer {
   const dnLen = Buffer.byteLength(dn, 'utf8');
   const lens: number[] = []; // per attribute: type length, then each value's length, then the set's and the sequence's content length
   let attrsLen = 0;
@@ -169,10 +192,13 @@ export function encodeSearchEntry(messageId: number, dn: string, attributes: Rea
     attrsLen += headerSize(seqLen) + seqLen;
   }
   const opLen = headerSize(dnLen) + dnLen + headerSize(attrsLen) + attrsLen;
-  const msgLen = id.length + headerSize(opLen) + opLen;
-  const buf = Buffer.allocUnsafe(headerSize(msgLen) + msgLen);
-  let off = putHeader(buf, 0, 0x30, msgLen);
-  off += id.copy(buf, off);
+  const msgLen = id ? id.length + headerSize(opLen) + opLen : 0;
+  const buf = Buffer.allocUnsafe(id ? headerSize(msgLen) + msgLen : headerSize(opLen) + opLen);
+  let off = 0;
+  if (id) {
+    off = putHeader(buf, 0, 0x30, msgLen);
+    off += id.copy(buf, off);
+  }
   off = putHeader(buf, off, 0x64, opLen);
   off = putHeader(buf, off, 0x04, dnLen);
   off += buf.write(dn, off, 'utf8');
@@ -180,18 +206,17 @@ export function encodeSearchEntry(messageId: number, dn: string, attributes: Rea
   let k = 0;
   for (const a of attributes) {
     const typeLen = lens[k++] as number;
-    const valueLens = lens.slice(k, k + a.values.length);
-    k += a.values.length;
-    const setLen = lens[k++] as number;
-    const seqLen = lens[k++] as number;
+    const setLen = lens[k + a.values.length] as number;
+    const seqLen = lens[k + a.values.length + 1] as number;
     off = putHeader(buf, off, 0x30, seqLen);
     off = putHeader(buf, off, 0x04, typeLen);
     off += buf.write(a.type, off, 'utf8');
     off = putHeader(buf, off, 0x31, setLen);
-    a.values.forEach((v, i) => {
-      off = putHeader(buf, off, 0x04, valueLens[i] as number);
+    for (const v of a.values) {
+      off = putHeader(buf, off, 0x04, lens[k++] as number);
       off += buf.write(v, off, 'utf8');
-    });
+    }
+    k += 2;
   }
   if (off !== buf.length) throw new Error('SearchResultEntry size mismatch');
   return buf;

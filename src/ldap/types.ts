@@ -158,9 +158,22 @@ export interface SessionInfo<I> {
   readonly identity: I | null;
 }
 
+/** An entry encoded before the operation that sends it is known (opaque to the handlers). */
+export interface EncodedEntry {
+  readonly encoded: Buffer;
+}
+
 export interface SearchSink {
   /** Send one entry. Resolves when the socket can take more (backpressure), rejects if the op was abandoned or the client left. */
   entry(e: Entry): Promise<void> | void;
+  /**
+   * Encode an entry now, for this connection and this request's parameters (typesOnly), to be sent by a
+   * later operation of the same listing (a paged search's next page, read ahead): encoding then happens
+   * while the client reads the page before.
+   */
+  encode?(e: Entry): EncodedEntry;
+  /** Send an entry encode() gave, as entry() sends one. */
+  encoded?(e: EncodedEntry): Promise<void> | void;
   readonly signal: AbortSignal;
 }
 

@@ -5,7 +5,7 @@
 // bind names through DN parsing, lets anonymous binds bypass handlers, routes by case-sensitive DN, drops
 // the connection on unknown operations and buffers PDUs without limit), and not its decoders for requests
 // that carry filters, DNs or values (decode.ts says why).
-import { BerError, encodeSearchEntry, integer, tlv, type Element } from '../ldap/ber';
+import { BerError, encodeSearchEntry, encodeSearchEntryBody, integer, tlv, type Element } from '../ldap/ber';
 import { Tag } from '../ldap/protocol';
 import type { AbandonOp, BindOp, UnbindOp } from '../ldap/types';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -85,4 +85,9 @@ export function pagedResponseControl(size: number, cookie: Buffer): unknown {
 // lengths are worked out first, then the entry is written into one buffer (ldap/ber.ts sizedWriter).
 export function encodeEntry(messageId: number, dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
   return encodeSearchEntry(messageId, dn, attributes);
+}
+
+/** The same SearchResultEntry without its message envelope (ldap/ber.ts envelope() adds it when sent). */
+export function encodeEntryBody(dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
+  return encodeSearchEntryBody(dn, attributes);
 }

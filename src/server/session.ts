@@ -8,10 +8,13 @@ import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { OID, REQUESTS, ResultCode, SUPPORTED_CONTROLS, Tag } from '../ldap/protocol';
-import type { Handlers, LdapResult, Message, OpObserver, SearchOp, SessionInfo } from '../ldap/types';
+import type { Entry, Handlers, LdapResult, Message, OpObserver, SearchOp, SessionInfo } from '../ldap/types';
 import { IntakeStream } from './intake';
-import { pagedResponseControl } from './ldapjs';
+import { encodeEntryBody, pagedResponseControl } from './ldapjs';
 import { OperationWriter, type OpContext } from './writer';
+
+/** An entry's attribute types without values (a search with typesOnly). */
+const typesOnly = (e: Entry) => e.attributes.map((a) => ({ type: a.type, values: [] }));
 
 export interface SessionOptions<I> {
   handlers: Handlers<I>;
@@ -197,7 +200,9 @@ export class Session<I> implements SessionInfo<I> {
   private async search(ctx: OpContext, op: SearchOp): Promise<LdapResult | undefined> {
     const outcome = await this.o.handlers.search(op, this, {
       signal: ctx.abort.signal,
-      entry: (e) => this.out.entry(ctx, e.dn, op.typesOnly ? e.attributes.map((a) => ({ type: a.type, values: [] })) : e.attributes),
+      entry: (e) => this.out.entry(ctx, e.dn, op.typesOnly ? typesOnly(e) : e.attributes),
+      encode: (e) => ({ encoded: encodeEntryBody(e.dn, op.typesOnly ? typesOnly(e) : e.attributes) }),
+      encoded: (e) => this.out.encodedEntry(ctx, e.encoded),
     });
     if ('drop' in outcome) {
       // a listing that cannot be finished truthfully never ends in a SearchResultDone (SearchOutcome)

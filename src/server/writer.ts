@@ -2,6 +2,7 @@
 // releases the operation's slot, and gives back-pressure to searches (waiting for the socket to drain,
 // but never past an abandon or a closed connection).
 import type { Socket } from 'node:net';
+import { envelope } from '../ldap/ber';
 import { OID, REQUESTS, Tag } from '../ldap/protocol';
 import type { OpObserver } from '../ldap/types';
 import { encodeEntry, encodeExtended, encodeResult } from './ldapjs';
@@ -70,6 +71,14 @@ export class OperationWriter {
   entry(ctx: OpContext, dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Promise<void> | void {
     if (ctx.abort.signal.aborted || this.closed) throw new Error('abandoned');
     if (this.write(encodeEntry(ctx.messageId, dn, attributes))) return;
+    return this.drained(ctx.abort.signal);
+  }
+
+  /** Send one search entry encoded ahead of this operation (encodeEntryBody), as entry() does. */
+  encodedEntry(ctx: OpContext, body: Buffer): Promise<void> | void {
+    if (ctx.abort.signal.aborted || this.closed) throw new Error('abandoned');
+    this.write(envelope(ctx.messageId, body.length));
+    if (this.write(body)) return;
     return this.drained(ctx.abort.signal);
   }
 

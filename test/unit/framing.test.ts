@@ -1,5 +1,5 @@
 import t from 'tap';
-import { integer, octets, tlv as el, wellFormed } from '../../src/ldap/ber';
+import { encodeSearchEntryBody, envelope, integer, octets, tlv as el, wellFormed } from '../../src/ldap/ber';
 import { peekEnvelope } from '../../src/server/decode';
 import { PduFramer } from '../../src/server/framing';
 import { encodeEntry } from '../../src/server/ldapjs';
@@ -86,4 +86,11 @@ t.test('the one-pass entry encoder writes the same bytes as element-by-element B
     t.ok(encodeEntry(id, 'CN=Doe\\, José,OU=x', attrs).equals(reference(id, 'CN=Doe\\, José,OU=x', attrs)), `messageID ${id}`);
   }
   t.ok(encodeEntry(5, 'uid=a', [{ type: 'uid', values: ['a'] }]).equals(reference(5, 'uid=a', [{ type: 'uid', values: ['a'] }])), 'a short entry');
+  // an entry encoded ahead (a paged listing's next page), its envelope added when the request is known
+  for (const id of [0, 127, 128, 70_000]) {
+    for (const a of [attrs, [{ type: 'uid', values: ['a'] }]]) {
+      const body = encodeSearchEntryBody('CN=Doe\\, José,OU=x', a);
+      t.ok(Buffer.concat([envelope(id, body.length), body]).equals(reference(id, 'CN=Doe\\, José,OU=x', a)), `envelope + body, messageID ${id}, ${a.length} attributes`);
+    }
+  }
 });
