@@ -5,7 +5,7 @@
 import { DnSyntaxError, normalizeDN } from './dn';
 import { and, eq, filterToString, hideTerms, simplify, type FilterNode } from './filter';
 import { mayRead, selection, type AdEntry, type Mapper, type MembershipView, type Selection } from './mapping';
-import type { MembershipCache } from './membership';
+import type { GroupRef, MembershipCache, UserRef } from './membership';
 import type { KindPlan, Naming } from './naming';
 import { ResultCode } from '../ldap/protocol';
 import type { Entry, LdapResult, SearchOp } from '../ldap/types';
@@ -99,7 +99,16 @@ async function* guarded<T>(it: AsyncIterable<T>): AsyncGenerator<T> {
   }
 }
 
+/** Store a value in a weak map and return it. */
+const remember = <K extends object, V>(m: WeakMap<K, V>, k: K, v: V): V => (m.set(k, v), v);
+
 export class DirectorySearch {
+  /**
+   * The client-facing DN of each member and group of the membership index, formatted once per index build
+   * (the refs are the index's own objects, so an index that is replaced takes its names with it).
+   */
+  private readonly named = new WeakMap<object, string>();
+
   constructor(private readonly o: DirectoryOptions) {}
 
   /** The entries of each kind a search covers, within the subtrees the identity may see. */
@@ -127,7 +136,10 @@ export class DirectorySearch {
       throw new UpstreamFailure(err);
     }
     const naming = this.o.naming;
-    return { index, flatten: this.o.inChain, userDN: (r) => naming.userDN(r), groupDN: (r) => naming.groupDN(r), adDN: (value) => naming.adDN(value, index) };
+    const named = this.named;
+    const userDN = (r: UserRef) => named.get(r) ?? remember(named, r, naming.userDN(r));
+    const groupDN = (r: GroupRef) => named.get(r) ?? remember(named, r, naming.groupDN(r));
+    return { index, flatten: this.o.inChain, userDN, groupDN, adDN: (value) => naming.adDN(value, index) };
   }
 
   /** The virtual entry of a user, attribute by attribute with the rule behind it (ldap-gateway map). */

@@ -83,12 +83,24 @@ const withoutCodeSuffix = (m: string) => m.replace(/ Code: 0x[0-9a-f]+$/i, '');
 /** AD's ranged answer for a large multi-valued attribute: `member;range=0-1499` (MS-ADTS 3.1.1.3.1.3.3). */
 const RANGED = /^([^;]+);range=(\d+)-(\d+|\*)$/i;
 
+/** Attribute names as AD spells them -> lower case (a handful of names, met on every entry). */
+const lowerNames = new Map<string, string>();
+function lowerName(k: string): string {
+  let l = lowerNames.get(k);
+  if (l === undefined) {
+    l = k.toLowerCase();
+    if (lowerNames.size < 4096) lowerNames.set(k, l);
+  }
+  return l;
+}
+
 function toAdEntry(e: Entry): AdEntry {
   const attrs = new Map<string, AdValue[]>();
-  for (const [k, v] of Object.entries(e)) {
+  for (const k in e) {
     if (k === 'dn') continue;
-    const values: AdValue[] = Array.isArray(v) ? v : [v];
-    if (values.length > 0) attrs.set(k.toLowerCase(), values);
+    const v = e[k] as AdValue | AdValue[];
+    if (!Array.isArray(v)) attrs.set(lowerName(k), [v]);
+    else if (v.length > 0) attrs.set(lowerName(k), v);
   }
   return { dn: e.dn, attrs };
 }
