@@ -78,6 +78,8 @@ export interface Outcome {
 
 export class Authenticator {
   private readonly consumers: Array<{ name: string; dn: string; norm: string; secret: Buffer; access: ConsumerAccess }>;
+  /** what each bind name denotes (parsing a DN was most of a cached bind's own work); cleared when full */
+  private readonly names = new Map<string, { consumer?: Authenticator['consumers'][number]; name?: BindName }>();
   private readonly usersBaseNorm: string;
 
   constructor(private readonly o: AuthOptions) {
@@ -174,8 +176,7 @@ export class Authenticator {
       await guard?.otherFailure(client);
       return { reason, ...extra };
     };
-    const consumer = this.consumerFor(op.name);
-    const name = consumer ? undefined : classifyBindName(op.name, this.o.naming.bindTree);
+    const { consumer, name } = this.classify(op.name);
     // only a look-up that found exactly one entry is reused, and only until a bind with that name fails
     const cacheKey = op.name.trim().toLowerCase();
     const resolved = this.o.resolved;
@@ -238,6 +239,19 @@ export class Authenticator {
     }
     await guard?.succeeded(ad.dn, client);
     return { reason: 'ok', entry, ad, dc: r.dc, identity: { kind: 'user', dn: this.o.naming.userDN({ key: username, dn: ad.dn }), adDn: ad.dn, username, guid } };
+  }
+
+  private classify(raw: string): { consumer?: Authenticator['consumers'][number]; name?: BindName } {
+    let c = this.names.get(raw);
+    if (c === undefined) {
+      const consumer = this.consumerFor(raw);
+      c = consumer ? { consumer } : { name: classifyBindName(raw, this.o.naming.bindTree) };
+      if (raw.length <= 512) {
+        if (this.names.size >= 10_000) this.names.clear();
+        this.names.set(raw, c);
+      }
+    }
+    return c;
   }
 
   private consumerFor(name: string) {

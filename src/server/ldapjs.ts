@@ -1,73 +1,32 @@
 // The one place ldapjs is imported. Its server typings are `any` and partly wrong (toolchain.md §7.12);
 // what we use is described here, so the looseness stops at this file.
-// We use ldapjs's protocol codec where it is correct: decoding bind, abandon and unbind requests, and
-// encoding LDAPResult / ExtendedResponse and the paged-results response control. Not its Server (it forces
+// We use ldapjs's protocol codec for encoding ExtendedResponse, the paged-results response control and the
+// results that carry it. Requests are decoded by decode.ts (byte-exact, and for bind, unbind and abandon
+// faster than ldapjs's parser), and results without controls are written here. Not its Server (it forces
 // bind names through DN parsing, lets anonymous binds bypass handlers, routes by case-sensitive DN, drops
 // the connection on unknown operations and buffers PDUs without limit), and not its decoders for requests
 // that carry filters, DNs or values (decode.ts says why).
-import { BerError, encodeSearchEntry, encodeSearchEntryBody, integer, tlv, type Element } from '../ldap/ber';
-import { Tag } from '../ldap/protocol';
-import type { AbandonOp, BindOp, UnbindOp } from '../ldap/types';
+import { encodeSearchEntry, encodeSearchEntryBody, integer, octets, tlv } from '../ldap/ber';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const ldap = require('ldapjs') as LdapjsCodec;
-
-interface DecodedMessage {
-  messageId: number;
-  protocolOp: number;
-  name?: string;
-  credentials?: string;
-  version?: number;
-  abandonId?: number;
-}
 
 interface Encodable {
   toBer(): { buffer: Buffer };
 }
 
-interface Parser {
-  buffer: Buffer | null;
-  on(ev: 'message', fn: (m: DecodedMessage) => void): void;
-  on(ev: 'error', fn: (err: Error) => void): void;
-  write(b: Buffer): void;
-}
-
 interface LdapjsCodec {
-  Parser: new () => Parser;
   LDAPResult: new (o: { messageId: number; status: number; diagnosticMessage?: string; matchedDN?: string; protocolOp: number; controls?: unknown[] }) => Encodable;
   ExtendedResponse: new (o: { messageId: number; status: number; diagnosticMessage?: string; responseName?: string; responseValue?: string }) => Encodable;
   PagedResultsControl: new (o: { value: { size: number; cookie: Buffer } }) => unknown;
 }
 
-// ldapjs's parser answers synchronously: one instance serves every connection
-const parser = new ldap.Parser();
-let decoded: DecodedMessage | undefined;
-let failed: Error | undefined;
-parser.on('message', (m) => (decoded = m));
-parser.on('error', (err) => (failed = err));
-
 /**
- * A bind, abandon or unbind request, decoded by ldapjs from the protocolOp alone: the envelope and the
- * controls are decode.ts's (ldapjs fails a whole message on a control it cannot parse, ldapjs #956).
+ * An LDAPResult-shaped response. Without controls (every bind and most results) it is written here, the
+ * same bytes as ldapjs's (framing.test.ts compares them), without its message object and BER writer per
+ * response; with controls (the paged-results cookie) ldapjs encodes it.
  */
-export function decodeSimpleOp(pdu: Buffer, op: Element, messageId: number): BindOp | AbandonOp | UnbindOp {
-  decoded = undefined;
-  failed = undefined;
-  parser.buffer = null;
-  parser.write(tlv(0x30, integer(0x02, messageId), pdu.subarray(op.off, op.end)));
-  const m = decoded as DecodedMessage | undefined;
-  if (failed || !m) throw failed ?? new Error('could not decode request');
-  switch (op.tag) {
-    case Tag.bindRequest:
-      if (m.version !== 3) throw new BerError('only LDAPv3 is supported');
-      return { op: 'bind', messageId, name: m.name ?? '', password: m.credentials ?? '' };
-    case Tag.abandonRequest:
-      return { op: 'abandon', messageId, abandonId: m.abandonId ?? -1 };
-    default:
-      return { op: 'unbind', messageId };
-  }
-}
-
 export function encodeResult(protocolOp: number, messageId: number, code: number, message = '', controls?: unknown[], matchedDN = ''): Buffer {
+  if (!controls || controls.length === 0) return tlv(0x30, integer(0x02, messageId), tlv(protocolOp, integer(0x0a, code), octets(0x04, matchedDN), octets(0x04, message)));
   return new ldap.LDAPResult({ messageId, status: code, diagnosticMessage: message, matchedDN, protocolOp, controls }).toBer().buffer;
 }
 

@@ -11,12 +11,18 @@ const op = (pdu: Buffer) => {
   return r.message;
 };
 
-t.test('bind, abandon and unbind (through ldapjs\'s codec), with our envelope and controls', async (t) => {
+t.test('bind, abandon and unbind, with our envelope and controls', async (t) => {
   const m = op(msg(7, bindRequest('alice@example.test', 'pässword'), controls(control('1.3.6.1.4.1.42.2.27.8.5.1', false))));
   t.same(m.operation, { op: 'bind', messageId: 7, name: 'alice@example.test', password: 'pässword' });
   t.same(m.controls, [{ oid: '1.3.6.1.4.1.42.2.27.8.5.1', critical: false }], 'a control without a value (ldapjs #956) is read');
   t.same(op(msg(8, int(0x50, 3))).operation, { op: 'abandon', messageId: 8, abandonId: 3 });
   t.same(op(Buffer.from('30050201024200', 'hex')).operation, { op: 'unbind', messageId: 2 });
+  t.same(op(msg(9, bindRequest('CN=Doe\\, José,OU=x', ''))).operation, { op: 'bind', messageId: 9, name: 'CN=Doe\\, José,OU=x', password: '' }, 'a bind name byte-exact, an empty password kept empty');
+  const refused = (pdu: Buffer) => decodePdu(pdu, LIM) as { kind: string; code?: number };
+  t.not(refused(msg(3, tlv(0x60, int(0x02, 2), str(0x04, 'a'), str(0x80, 'pw')))).kind, 'message', 'LDAPv2 is not decoded');
+  t.not(refused(msg(3, tlv(0x60, int(0x02, 3), str(0x04, 'a')))).kind, 'message', 'a bind without authentication is not decoded');
+  t.not(refused(msg(3, tlv(0x60, int(0x02, 3), str(0x04, 'a'), str(0x81, 'krb')))).kind, 'message', 'an unknown authentication choice is not decoded');
+  t.not(refused(Buffer.from('3006020102420100', 'hex')).kind, 'message', 'an UnbindRequest with content is not decoded');
 });
 
 t.test('search: base and filter byte-exact, scope, attributes, the paged control', async (t) => {

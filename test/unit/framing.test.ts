@@ -2,7 +2,7 @@ import t from 'tap';
 import { encodeSearchEntryBody, envelope, integer, octets, tlv as el, wellFormed } from '../../src/ldap/ber';
 import { peekEnvelope } from '../../src/server/decode';
 import { PduFramer } from '../../src/server/framing';
-import { encodeEntry } from '../../src/server/ldapjs';
+import { encodeEntry, encodeResult } from '../../src/server/ldapjs';
 
 // ldapjs's own parser, as an independent decoder of what we encode
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -92,5 +92,23 @@ t.test('the one-pass entry encoder writes the same bytes as element-by-element B
       const body = encodeSearchEntryBody('CN=Doe\\, José,OU=x', a);
       t.ok(Buffer.concat([envelope(id, body.length), body]).equals(reference(id, 'CN=Doe\\, José,OU=x', a)), `envelope + body, messageID ${id}, ${a.length} attributes`);
     }
+  }
+});
+
+t.test('results without controls are written as ldapjs writes them', async (t) => {
+  // ldapjs's own encoder, as the independent reference
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { LDAPResult } = require('ldapjs') as { LDAPResult: new (o: object) => { toBer(): { buffer: Buffer } } };
+  const long = 'é'.repeat(200);
+  for (const [op, id, code, message, matched] of [
+    [0x61, 1, 0, '', ''],
+    [0x61, 300, 49, '80090308: LdapErr: DSID-0C09041C, comment: AcceptSecurityContext error, data 52e', ''],
+    [0x65, 2 ** 31 - 1, 32, 'no such entry', 'ou=people,dc=x'],
+    [0x67, 128, 53, long, long],
+    [0x69, 70_000, 255, 'x'.repeat(70_000), ''],
+  ] as Array<[number, number, number, string, string]>) {
+    const ours = encodeResult(op, id, code, message, undefined, matched);
+    const theirs = new LDAPResult({ messageId: id, status: code, diagnosticMessage: message, matchedDN: matched, protocolOp: op }).toBer().buffer;
+    t.ok(ours.equals(theirs), `op 0x${op.toString(16)}, messageID ${id}, code ${code}`);
   }
 });
