@@ -30,7 +30,7 @@ export interface Gateway {
 }
 
 /** Settings read once at start: a reload reports changes to them instead of applying them. */
-const RESTART_ONLY = ['listen', 'http', 'provisioning', 'demo', 'upstream.flavor', 'workers', 'state', 'instance'] as const;
+const RESTART_ONLY = ['listen', 'http', 'provisioning', 'demo', 'upstream.flavor', 'workers', 'state', 'instance', 'log.flushMs'] as const;
 
 function pick(cfg: Config, path: string): unknown {
   return path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), cfg);

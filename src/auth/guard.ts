@@ -11,11 +11,12 @@
 // A bind asks the shield with every question at once (screen; screenAccount when the name had to be
 // looked up first): on a shared backend (Redis) the look-ups travel together, one round trip.
 //
-// On a remote backend, most accounts have no failure at all, and asking about them is the whole cost of
-// the shield: an account with no failure recorded anywhere (no 'flag' kept in the shared state) is
-// remembered as clean here, and asked about again only once some replica records a failure for it (it
-// writes the flag, then says so on the bus), after the bus connection drops or comes back, or a minute
-// later at most. Binds arriving at another replica while that message is in flight can miss the failure;
+// Most accounts have no failure at all, and asking about them is the whole cost of the shield. Each
+// failure flags its account for the window; an account without a flag is not asked about further (no
+// counts read, no digest computed). On a remote backend even reading the flag is a round trip: an
+// account with no flag in the shared state is remembered as clean here, and asked about again only once
+// some replica records a failure for it (it writes the flag, then says so on the bus), after the bus
+// connection drops or comes back, or a minute later at most. Binds arriving at another replica while that message is in flight can miss the failure;
 // the count itself is never lost, and this replica's own failures are seen by its next bind at once.
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -64,10 +65,16 @@ export class LockoutGuard {
   private readonly seenWrong: TtlMap<true>;
   private readonly buckets: RateLimiter;
   /**
-   * Remote backend only (see the top of this file): the accounts' failure flags in the shared state, the
-   * accounts known here to have none, and the bus that tells of new ones.
+   * An account's failure within the window (written with each failure, before its counts; a success does
+   * not clear it, since the known-wrong memory outlives the counts). An account without one has no count
+   * and no known-wrong password: it is not asked about further.
    */
-  private readonly remote: { flags: TtlMap<true>; clean: LRUCache<string, true>; bus: Bus; unsubscribe: () => void } | undefined;
+  private readonly flags: TtlMap<true>;
+  /**
+   * Remote backend only (see the top of this file): the accounts known here to have no flag, and the bus
+   * that tells of new ones.
+   */
+  private readonly remote: { clean: LRUCache<string, true>; bus: Bus; unsubscribe: () => void } | undefined;
   /** counts flags heard of, so that an answer asked for before one is not kept as clean */
   private epoch = 0;
 
@@ -80,11 +87,9 @@ export class LockoutGuard {
     this.windows = state.windowCounter('lockout', { windowMs: o.windowMs, cap: Math.max(o.perAccountIp, o.perAccount, o.perIp, 1), max: 200_000 });
     this.seenWrong = state.ttlMap<true>('lockout-wrong', { max: 200_000, ttlMs: o.windowMs });
     this.buckets = state.rateLimiter('bind-rate', { ratePerSec: o.bindRatePerIp, burst: o.bindBurstPerIp, max: 100_000 });
+    this.flags = state.ttlMap<true>('lockout-flags', { max: 200_000, ttlMs: o.windowMs });
     this.remote = state.remote
       ? {
-          // an account's failure within the window (written with each failure; a success does not clear
-          // it, since the known-wrong memory outlives the counts)
-          flags: state.ttlMap<true>('lockout-flags', { max: 200_000, ttlMs: o.windowMs }),
           clean: new LRUCache<string, true>({ max: 100_000, ttl: Math.min(o.windowMs, 60_000) }),
           bus: state.bus,
           unsubscribe: state.bus.subscribe(FLAG_TOPIC, (a) => this.flagged(a)),
@@ -132,8 +137,10 @@ export class LockoutGuard {
     const a = account.toLowerCase();
     const r = this.remote;
     if (r?.clean.has(a)) return { pair: 0, total: 0, wrong: false };
+    // a local read costs nothing: no flag, nothing to count and no digest to compute
+    if (!r && (await this.flags.get(a)) === undefined) return { pair: 0, total: 0, wrong: false };
     const epoch = this.epoch;
-    const [counts, wrong, flagged] = await Promise.all([this.accountCounts(account, client, now), this.knownWrong(account, password), r?.flags.get(a)]);
+    const [counts, wrong, flagged] = await Promise.all([this.accountCounts(account, client, now), this.knownWrong(account, password), r ? this.flags.get(a) : true]);
     // clean only if no flag was heard of while asking (the answer may predate it)
     if (r && flagged === undefined && epoch === this.epoch) r.clean.set(a, true);
     return { ...counts, wrong };
@@ -179,7 +186,7 @@ export class LockoutGuard {
         this.windows.add(`ai:${a}|${client}`, now),
         this.windows.add(`a:${a}`, now),
         this.windows.add(`i:${client}`, now),
-        ...(r ? [r.flags.set(a, true)] : []),
+        this.flags.set(a, true),
       ]);
     } finally {
       // the flag is written (or could not be) before the others hear of it, so whoever asks again finds it
@@ -199,7 +206,8 @@ export class LockoutGuard {
 
   async succeeded(account: string, client: string): Promise<void> {
     const a = account.toLowerCase();
-    if (this.remote?.clean.has(a)) return; // no failure recorded anywhere: no count to clear
+    // no failure recorded anywhere: no count to clear
+    if (this.remote ? this.remote.clean.has(a) : (await this.flags.get(a)) === undefined) return;
     await Promise.all([this.windows.clear(`ai:${a}|${client}`), this.windows.clear(`a:${a}`)]);
   }
 }

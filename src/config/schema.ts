@@ -206,7 +206,12 @@ export const configSchema = z
     listen,
     http: z.strictObject({ listen: hostPort.optional() }).default({}),
     log: z
-      .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), pretty: z.boolean().default(false) })
+      .strictObject({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        pretty: z.boolean().default(false),
+        // lines are written together, 4 KiB or this often at most (0: each line at once)
+        flushMs: z.int().nonnegative().max(10_000).default(100),
+      })
       .prefault({}),
     // `demo: true` runs the embedded demo directory in-process and points the upstream at it
     demo: z.boolean().default(false),

@@ -66,14 +66,15 @@ t.test('screenAccount: budgets first, then the known-wrong password, asked toget
   const { stores, calls } = recorded(memoryState());
   const guard = new LockoutGuard(limits, stores);
   t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.1'), undefined, 'nothing known: pass');
-  t.same(
-    calls.filter((c) => c.startsWith('start')).sort(),
-    ['start lockout-wrong.get', 'start lockout.count', 'start lockout.count'],
-    'the two windows and the wrong-password memory are asked',
-  );
-  t.ok(allStartFirst(calls), 'all three started before any answered');
+  t.same(calls.filter((c) => c.startsWith('start')), ['start lockout-flags.get'], 'an account with no failure: only its flag is read');
 
   await guard.badPassword(dn, 'Wrong-1', '10.0.0.1');
+  calls.length = 0;
+  t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.1'), undefined, 'one failure: still within every budget');
+  const asked = calls.filter((c) => c.startsWith('start'));
+  t.same(asked.slice(1).sort(), ['start lockout-wrong.get', 'start lockout.count', 'start lockout.count'], 'a flagged account: the two windows and the wrong-password memory are asked');
+  t.ok(allStartFirst(calls.slice(calls.indexOf(asked[1] as string))), 'all three started before any answered');
+
   t.equal(await guard.screenAccount(dn, 'Wrong-1', '10.0.0.1'), 'known_wrong', 'the same wrong password is known');
   t.equal(await guard.screenAccount(dn.toUpperCase(), 'Wrong-1', '10.0.0.9'), 'known_wrong', 'for the account in any case, from any address');
   t.equal(await guard.screenAccount(dn, 'Secret-1', '10.0.0.1'), undefined, 'another password is not');
@@ -116,10 +117,11 @@ t.test('screen with a known account: one batch for the whole shield, its verdict
   t.same(await guard.screen('10.0.0.1', { dn, password: 'Secret-1' }, now), { account: 'account_ip' }, "the account's verdict comes back with the address's");
   t.same(
     calls.filter((c) => c.startsWith('start')).sort(),
-    ['start bind-rate.take', 'start lockout-wrong.get', 'start lockout.count', 'start lockout.count', 'start lockout.count'],
-    'rate, address, both account windows and the wrong-password memory asked',
+    ['start bind-rate.take', 'start lockout-flags.get', 'start lockout-wrong.get', 'start lockout.count', 'start lockout.count', 'start lockout.count'],
+    'rate, address, the flag, both account windows and the wrong-password memory asked',
   );
-  t.ok(allStartFirst(calls), 'all five started before any answered (on Redis: one round trip)');
+  // (local reads: the flag is answered before the account's questions start; on a remote backend they
+  // all go in one batch, below)
   t.same(trips, ['account_ip'], 'the trip reported');
   t.same(await guard.screen('10.0.0.1', { dn, password: 'Secret-1' }, now), { client: 'rate_limited' }, 'over the rate: the rate decides');
   t.same(trips, ['account_ip'], 'and the account budget it was also asked about is not reported as a trip');
@@ -204,10 +206,20 @@ t.test('remote backend: clean accounts are not asked about again until some repl
   await ga.screenAccount(other, 'Secret-1', '10.0.0.1');
   t.equal(asked(a.calls), 4, 'after a resync, asked again');
 
-  // not remote (memory, or workers replicating through the supervisor): always asked, nothing kept
+  // a flagged account on a remote backend: flag, windows and memory in one batch (one round trip)
+  a.calls.length = 0;
+  await ga.screen('10.0.0.1', { dn, password: 'Wrong-1' });
+  t.ok(allStartFirst(a.calls), 'all started before any answered');
+
+  // not remote (memory, or workers replicating through the supervisor): the flag is read each time
+  // (nothing kept), and only a flagged account is asked about further
   const local = recorded(memoryState());
   const gl = new LockoutGuard({ ...limits, perIp: 0 }, local.stores);
   await gl.screenAccount(dn, 'Secret-1', '10.0.0.1');
   await gl.screenAccount(dn, 'Secret-1', '10.0.0.1');
-  t.equal(asked(local.calls), 6, 'local reads: the windows and the memory each time, no flag');
+  t.equal(asked(local.calls), 2, 'local reads: the flag each time, nothing else');
+  await gl.badPassword(dn, 'Wrong-1', '10.0.0.1');
+  local.calls.length = 0;
+  t.equal(await gl.screenAccount(dn, 'Wrong-1', '10.0.0.1'), 'known_wrong');
+  t.equal(asked(local.calls), 4, 'flagged: the windows and the memory too');
 });
