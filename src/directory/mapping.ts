@@ -140,6 +140,8 @@ export interface MembershipView {
   /** how a member or group is named to clients: its virtual DN, or (transparent mode) its AD DN */
   userDN(ref: UserRef): string;
   groupDN(ref: GroupRef): string;
+  /** a user's groups (an index set of group keys) as sorted client-facing DNs, if kept per index build */
+  groupDNsOf?(groups: ReadonlySet<string>): string[];
   /** a virtual (or AD) DN in a filter value -> the AD DN it stands for; undefined if unknown */
   adDN(value: string): string | undefined;
 }
@@ -503,12 +505,19 @@ function computed(kind: 'memberOf' | 'members', adDn: string, m: MembershipView)
     }
   }
   if (kind === 'memberOf') {
-    const out: string[] = [];
-    for (const g of m.index.userGroups.get(norm) ?? []) {
-      const ref = m.index.groups.get(g);
-      if (ref) out.push(m.groupDN(ref));
-    }
-    return out.sort(); // byte-stable across calls
+    const groups = m.index.userGroups.get(norm);
+    if (!groups) return [];
+    return m.groupDNsOf ? m.groupDNsOf(groups) : sortedGroupDNs(groups, m);
   }
   return memberValues(norm, m);
+}
+
+/** Group keys -> their client-facing DNs, sorted (byte-stable across calls). */
+export function sortedGroupDNs(groups: ReadonlySet<string>, m: Pick<MembershipView, 'index' | 'groupDN'>): string[] {
+  const out: string[] = [];
+  for (const g of groups) {
+    const ref = m.index.groups.get(g);
+    if (ref) out.push(m.groupDN(ref));
+  }
+  return out.sort();
 }

@@ -4,7 +4,7 @@
 // rootDSE). Paging, limits and failure handling are the caller's (paging.ts), one entry at a time.
 import { DnSyntaxError, normalizeDN } from './dn';
 import { and, eq, filterToString, hideTerms, simplify, type FilterNode } from './filter';
-import { mayRead, selection, type AdEntry, type Mapper, type MembershipView, type Selection } from './mapping';
+import { mayRead, selection, sortedGroupDNs, type AdEntry, type Mapper, type MembershipView, type Selection } from './mapping';
 import type { GroupRef, MembershipCache, UserRef } from './membership';
 import type { KindPlan, Naming } from './naming';
 import { ResultCode } from '../ldap/protocol';
@@ -108,6 +108,8 @@ export class DirectorySearch {
    * (the refs are the index's own objects, so an index that is replaced takes its names with it).
    */
   private readonly named = new WeakMap<object, string>();
+  /** each user's memberOf values (sorted group DNs), per set of group keys of the index; shared, never changed */
+  private readonly groupLists = new WeakMap<ReadonlySet<string>, string[]>();
 
   constructor(private readonly o: DirectoryOptions) {}
 
@@ -139,7 +141,9 @@ export class DirectorySearch {
     const named = this.named;
     const userDN = (r: UserRef) => named.get(r) ?? remember(named, r, naming.userDN(r));
     const groupDN = (r: GroupRef) => named.get(r) ?? remember(named, r, naming.groupDN(r));
-    return { index, flatten: this.o.inChain, userDN, groupDN, adDN: (value) => naming.adDN(value, index) };
+    const lists = this.groupLists;
+    const groupDNsOf = (groups: ReadonlySet<string>) => lists.get(groups) ?? remember(lists, groups, sortedGroupDNs(groups, { index, groupDN }));
+    return { index, flatten: this.o.inChain, userDN, groupDN, groupDNsOf, adDN: (value) => naming.adDN(value, index) };
   }
 
   /** The virtual entry of a user, attribute by attribute with the rule behind it (ldap-gateway map). */

@@ -173,17 +173,30 @@ export function envelope(messageId: number, opLength: number): Buffer {
   return buf;
 }
 
+/** UTF-8 length of a string; an ASCII string (the usual value) is measured without a native call. */
+function utf8Length(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
+  return s.length;
+}
+
+/** Write a string of byteLength n (utf8Length); ASCII byte by byte (a length equal to the string's means ASCII). */
+function putString(buf: Buffer, off: number, s: string, n: number): number {
+  if (n !== s.length) return off + buf.write(s, off, 'utf8');
+  for (let i = 0; i < n; i++) buf[off + i] = s.charCodeAt(i);
+  return off + n;
+}
+
 /** With an encoded messageID: the whole LDAPMessage; without: the SearchResultEntry only. */
 function writeSearchEntry(id: Buffer | undefined, dn: string, attributes: Attributes): Buffer {
-  const dnLen = Buffer.byteLength(dn, 'utf8');
+  const dnLen = utf8Length(dn);
   const lens: number[] = []; // per attribute: type length, then each value's length, then the set's and the sequence's content length
   let attrsLen = 0;
   for (const a of attributes) {
-    const typeLen = Buffer.byteLength(a.type, 'utf8');
+    const typeLen = utf8Length(a.type);
     let setLen = 0;
     lens.push(typeLen);
     for (const v of a.values) {
-      const n = Buffer.byteLength(v, 'utf8');
+      const n = utf8Length(v);
       lens.push(n);
       setLen += headerSize(n) + n;
     }
@@ -201,7 +214,7 @@ function writeSearchEntry(id: Buffer | undefined, dn: string, attributes: Attrib
   }
   off = putHeader(buf, off, 0x64, opLen);
   off = putHeader(buf, off, 0x04, dnLen);
-  off += buf.write(dn, off, 'utf8');
+  off = putString(buf, off, dn, dnLen);
   off = putHeader(buf, off, 0x30, attrsLen);
   let k = 0;
   for (const a of attributes) {
@@ -210,11 +223,12 @@ function writeSearchEntry(id: Buffer | undefined, dn: string, attributes: Attrib
     const seqLen = lens[k + a.values.length + 1] as number;
     off = putHeader(buf, off, 0x30, seqLen);
     off = putHeader(buf, off, 0x04, typeLen);
-    off += buf.write(a.type, off, 'utf8');
+    off = putString(buf, off, a.type, typeLen);
     off = putHeader(buf, off, 0x31, setLen);
     for (const v of a.values) {
-      off = putHeader(buf, off, 0x04, lens[k++] as number);
-      off += buf.write(v, off, 'utf8');
+      const n = lens[k++] as number;
+      off = putHeader(buf, off, 0x04, n);
+      off = putString(buf, off, v, n);
     }
     k += 2;
   }
