@@ -122,7 +122,7 @@ EOF
 }
 
 start_gateway() {  # config port [http-port: ready on /readyz instead of a rootDSE read]; sets STARTED to its pid
-  node bin/ldap-gateway.js --config "$1" >> "$OUT/gateway-$2.log" 2>&1 &
+  node --max-semi-space-size=64 bin/ldap-gateway.js --config "$1" >> "$OUT/gateway-$2.log" 2>&1 &   # as npm start, the image and the unit run it
   STARTED=$!   # no subshell: PIDS must keep it for cleanup
   PIDS+=("$STARTED")
   for _ in $(seq 150); do

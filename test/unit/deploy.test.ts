@@ -31,6 +31,8 @@ interface Files {
   sambaAd: string;
   /** absent until someone writes deploy/haproxy/haproxy.cfg */
   haproxy?: string;
+  packageJson: string;
+  systemd: string;
 }
 
 function shippedFiles(): Files {
@@ -39,6 +41,8 @@ function shippedFiles(): Files {
   return {
     compose: read('docker-compose.yml'),
     dockerfile: read('Dockerfile'),
+    packageJson: read('package.json'),
+    systemd: read('deploy/systemd/ldap-gateway.service'),
     k8s,
     haReplica: read(HA_REPLICA),
     sambaAd: read('config/examples/samba-ad.yaml'),
@@ -214,7 +218,19 @@ function check(files: Files, routes: Routes): string[] {
   const df = dockerfile(files.dockerfile);
   const argv = [...df.entrypoint, ...df.cmd];
   const imageConfig = configArg(argv);
-  need(argv[0] === 'node' && argv[1] === 'bin/ldap-gateway.js', `Dockerfile: ENTRYPOINT/CMD does not run node bin/ldap-gateway.js (${argv.join(' ')})`);
+  // node's own flags (the young generation's size) are the same wherever the gateway is started
+  const nodeFlags = (words: string[], script: RegExp) => {
+    const at = words.findIndex((w) => script.test(w));
+    return at > 0 && /(^|\/)node$/.test(words[0] as string) ? words.slice(1, at).join(' ') : undefined;
+  };
+  const startFlags = nodeFlags(String((JSON.parse(files.packageJson) as { scripts: Record<string, string> }).scripts.start).split(/\s+/), /^bin\/ldap-gateway\.js$/);
+  need(startFlags !== undefined, 'package.json: npm start does not run node bin/ldap-gateway.js');
+  const imageFlags = nodeFlags(argv, /^bin\/ldap-gateway\.js$/);
+  need(imageFlags !== undefined, `Dockerfile: ENTRYPOINT/CMD does not run node bin/ldap-gateway.js (${argv.join(' ')})`);
+  need(imageFlags === startFlags, `Dockerfile: node runs with '${imageFlags}', npm start with '${startFlags}'`);
+  const execStart = /^ExecStart=(.*)$/m.exec(files.systemd)?.[1]?.split(/\s+/) ?? [];
+  const unitFlags = nodeFlags(execStart, /\/bin\/ldap-gateway\.js$/);
+  need(unitFlags === startFlags, `deploy/systemd: node runs with '${unitFlags}', npm start with '${startFlags}'`);
   need(imageConfig, 'Dockerfile: ENTRYPOINT/CMD has no --config FILE');
   need(/node:20/.test(df.from), `Dockerfile: the runtime stage is not Node 20 (${df.from})`);
   need(df.user && df.user !== 'root' && df.user !== '0', 'Dockerfile: the runtime stage does not switch to a non-root USER');
