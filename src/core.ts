@@ -95,6 +95,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     groupKeyAttr: groups.dnSource,
     nested: cfg.directory.groups.nested,
     cacheMs: cfg.directory.membershipCacheMs,
+    keepWarmMs: cfg.directory.membershipKeepWarmMs,
     stale: (err) => offline?.applies(err) ?? false,
     onShadowed: (dns) => log.warn({ groups: dns }, 'groups with the same cn as another group are not shown: they would share its virtual DN (narrow directory.groups.source)'),
   });
@@ -230,6 +231,7 @@ export function buildCore(cfg: Config, upCfg: UpstreamConfig, log: Logger, metri
     ...(offline ? { offline } : {}),
     async retire(deadlineMs) {
       offline?.stop();
+      membership.stop();
       unsubscribe();
       const until = Date.now() + deadlineMs;
       // in-flight operations, and paged listings this core started (continued until they end or expire)

@@ -123,6 +123,9 @@ const directory = z.strictObject({
     .prefault({}),
   // how long the membership index (memberOf and member lists) may be reused
   membershipCacheMs: z.int().nonnegative().default(60_000),
+  // while the index was asked for within this time, it is rebuilt in the background before it expires
+  // (so a periodic Defguard sync never waits for it); 0: built only when asked for
+  membershipKeepWarmMs: z.int().nonnegative().default(600_000),
   paging: z
     .strictObject({ maxCursorsPerConnection: z.int().positive().default(8), cursorIdleMs: z.int().positive().default(300_000) })
     .prefault({}),

@@ -177,45 +177,85 @@ export async function buildIndex(src: IndexSources, nested: 'flatten' | 'direct'
   return { builtAt: Date.now(), groups, groupsByKey, usersByKey, userGroups, members, shadowed, normalized, within };
 }
 
-/** The index, rebuilt at most every ttlMs; concurrent callers share one build. */
+/**
+ * The index, rebuilt at most every ttlMs; concurrent callers share one build. While it is in use (asked
+ * for within keepWarmMs), it is rebuilt in the background before it expires, so that no request waits
+ * for a build: a Defguard sync every 300 s would otherwise meet an expired index each time and wait for
+ * the directory to be listed twice (the index's listing, then its own). The index served is never older
+ * than ttlMs; the cost is one rebuild per ttlMs while in use.
+ */
 export class MembershipCache {
   private current: Index | undefined;
   private building: Promise<Index> | undefined;
+  private lastUsed = 0;
+  private lastBuildMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(
     private readonly build: () => Promise<Index>,
     private readonly ttlMs: number,
     /** a failed rebuild answers with the index it has when this says so (offline binds: no DC reachable) */
     private readonly stale: (err: unknown) => boolean = () => false,
+    private readonly keepWarmMs = 0,
   ) {}
 
   async get(): Promise<Index> {
+    this.lastUsed = Date.now();
     if (this.current && Date.now() - this.current.builtAt < this.ttlMs) return this.current;
-    if (!this.building) {
-      const building = this.build().then(
-        (idx) => {
-          // a build that started before a write (invalidate) answers its callers but is not kept
-          if (this.building === building) {
-            this.current = idx;
-            this.building = undefined;
-          }
-          return idx;
-        },
-        (err: unknown) => {
-          if (this.building === building) this.building = undefined;
-          if (this.current && this.stale(err)) return this.current;
-          throw err;
-        },
-      );
-      this.building = building;
-    }
-    return this.building;
+    return this.building ?? this.start();
+  }
+
+  private start(): Promise<Index> {
+    const t0 = Date.now();
+    const building = this.build().then(
+      (idx) => {
+        // a build that started before a write (invalidate) answers its callers but is not kept
+        if (this.building === building) {
+          this.current = idx;
+          this.building = undefined;
+          this.lastBuildMs = Date.now() - t0;
+          this.schedule();
+        }
+        return idx;
+      },
+      (err: unknown) => {
+        if (this.building === building) this.building = undefined;
+        if (this.current && this.stale(err)) return this.current;
+        throw err;
+      },
+    );
+    this.building = building;
+    return building;
+  }
+
+  /**
+   * The next background rebuild: early enough to be done before the index expires, and never sooner than
+   * half its time to live after the last one (a build slower than that is waited for once it expired).
+   */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    if (this.stopped || this.keepWarmMs <= 0 || this.ttlMs <= 0) return;
+    this.timer = setTimeout(() => this.refresh(), Math.max(this.ttlMs / 2, this.ttlMs - 2 * this.lastBuildMs - 100)).unref();
+  }
+
+  private refresh(): void {
+    // not used lately: let it expire (the next request builds it); a failure waits for the next request too
+    if (this.stopped || this.building || Date.now() - this.lastUsed > this.keepWarmMs) return;
+    this.start().catch(() => undefined);
   }
 
   /** A write changed membership or names: the next read builds the index anew. */
   invalidate(): void {
+    clearTimeout(this.timer);
     this.current = undefined;
     this.building = undefined;
+  }
+
+  /** No more background rebuilds (a reload retired the core that owns this index). */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
   }
 }
 
@@ -232,6 +272,8 @@ export interface MembershipQueries {
   groupKeyAttr: string;
   nested: 'flatten' | 'direct';
   cacheMs: number;
+  /** rebuilt in the background before it expires while asked for within this time (0: only when asked) */
+  keepWarmMs?: number;
   /** groups hidden because another visible group has their cn (reported once per change) */
   onShadowed(dns: string[]): void;
   /** a failed rebuild may answer with the last index (offline binds) */
@@ -258,5 +300,5 @@ export function membershipCache(q: MembershipQueries): MembershipCache {
     if (key && key !== reported) q.onShadowed(idx.shadowed);
     reported = key;
     return idx;
-  }, q.cacheMs, q.stale);
+  }, q.cacheMs, q.stale, q.keepWarmMs);
 }

@@ -59,12 +59,20 @@ export function createLogger(opts: { level: string; pretty: boolean; flushMs?: n
     level: opts.level,
     base: { service: 'ldap-gateway' },
     formatters: { log: (o) => scrub(o) as Record<string, unknown> },
+    // only the per-bind audit lines wait to be written together (log.flushMs); any other line goes out at
+    // once, with whatever waits before it, so the order of lines is kept and nothing rare is held back
+    hooks: {
+      logMethod(args, method, level) {
+        method.apply(this, args);
+        if (level >= 40 || (args[0] as { event?: unknown } | null)?.event !== 'bind') this.flush();
+      },
+    },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   if (opts.pretty && !destination) return scrubbingChildren(pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true } } }));
   if (destination) return scrubbingChildren(pino(base, destination));
   // One write per line cost a thread-pool hand-off per bind (a write, an eventfd and futex wake-ups: 10-20 %
-  // of a login's CPU here); lines are written together instead, 4 KiB or every flushMs at most, and
+  // of a login's CPU here); bind lines are written together instead, 4 KiB or every flushMs at most, and
   // whatever is held is written synchronously when the process exits.
   const flushMs = opts.flushMs ?? 0;
   return scrubbingChildren(pino(base, pino.destination({ dest: 1, ...(flushMs > 0 ? { minLength: BATCH_BYTES, periodicFlush: flushMs } : {}) })));

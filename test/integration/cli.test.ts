@@ -53,7 +53,7 @@ t.test("the README's demo: npm start's command, the documented ldapsearch, the d
   const expected = /<!-- demo-output[^\n]*\n```\n([\s\S]*?)```\n<!-- \/demo-output -->/.exec(readme)?.[1];
   t.ok(command && expected, 'the README documents a command and its output');
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-  t.equal(pkg.scripts.start, 'node bin/ldap-gateway.js --config config/default.yaml', 'what npm start runs (after its prestart build)');
+  t.equal(pkg.scripts.start, 'node --max-semi-space-size=64 bin/ldap-gateway.js --config config/default.yaml', 'what npm start runs (after its prestart build)');
 
   const gw = await spawnGateway({ args: ['--config', join(ROOT, 'config', 'default.yaml')] });
   t.same([gw.ldapPort, gw.httpPort], [1389, 9090], 'the ports the README documents');

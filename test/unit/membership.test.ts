@@ -95,6 +95,65 @@ t.test('membership values and filters through the mapper', async (t) => {
   t.ok(users.filterNeedsIndex(eq('MEMBEROF', 'x')) && users.filterNeedsIndex({ type: 'present', attr: 'memberOf' }) && !users.filterNeedsIndex(eq('uid', 'x')));
 });
 
+t.test('in use, the index is rebuilt in the background before it expires; unused, it is left to expire', async (t) => {
+  const ttl = 300;
+  const built: number[] = [];
+  const waiting: Array<{ n: number; done: () => void }> = [];
+  /** until build number n has finished */
+  const builds = (n: number) => new Promise<void>((done) => waiting.push({ n, done }));
+  let slow = false;
+  let started = 0;
+  const startedAt: number[] = [];
+  const cache = new MembershipCache(
+    async () => {
+      started++;
+      startedAt.push(Date.now());
+      if (slow) await new Promise((r) => setTimeout(r, 200));
+      built.push(Date.now());
+      const idx = await buildIndex(sources, 'flatten');
+      setImmediate(() => waiting.filter((w) => w.n <= built.length).forEach((w) => w.done()));
+      return idx;
+    },
+    ttl,
+    () => false,
+    1_000,
+  );
+  const alive = setInterval(() => undefined, 1000); // the cache's own timer does not hold the process
+  t.teardown(() => (cache.stop(), clearInterval(alive)));
+  const first = await cache.get();
+  t.equal(built.length, 1);
+  // the refresh comes on its own, before the first index expires
+  await builds(2);
+  t.equal(built.length, 2, 'rebuilt without being asked');
+  t.ok((built[1] as number) - (built[0] as number) < ttl, `before the index expired (${(built[1] as number) - (built[0] as number)} ms after the first build)`);
+  const second = await cache.get();
+  t.not(second, first, 'the fresh index is served');
+  t.ok(Date.now() - second.builtAt < ttl);
+  // a slow build: asked for while it runs, the index still valid is answered at once
+  slow = true;
+  const next = builds(3);
+  for (let i = 0; i < 200 && started < 3; i++) await new Promise((r) => setTimeout(r, 5)); // until the refresh is under way
+  t.equal(started, 3, 'a background build started');
+  const t0 = Date.now();
+  const lastUse = t0;
+  const during = await cache.get();
+  t.ok(Date.now() - t0 < 50, 'a request during a background build does not wait for it');
+  t.ok(Date.now() - during.builtAt < ttl, 'and gets an index within its time to live');
+  await next;
+  slow = false;
+  // unused for longer than keepWarmMs: no more rebuilds
+  await new Promise((r) => setTimeout(r, 1_000 + 2 * ttl));
+  const late = startedAt.filter((at) => at > lastUse + 1_000 + 20);
+  t.same(late, [], 'no rebuild starts later than keepWarmMs after the last use');
+  const gaps = startedAt.slice(1).map((at, i) => at - (startedAt[i] as number));
+  t.ok(gaps.every((g) => g >= ttl / 2 - 20), `rebuilds at most every ttl/2 (${gaps.join(', ')} ms apart)`);
+  const quiet = built.length;
+  await new Promise((r) => setTimeout(r, 2 * ttl));
+  t.equal(built.length, quiet, 'none while unused');
+  await cache.get();
+  t.equal(built.length, quiet + 1, 'asked for again: built on demand');
+});
+
 t.test('the cache shares one build between concurrent callers and honours its TTL', async (t) => {
   let builds = 0;
   const cache = new MembershipCache(async () => {
