@@ -30,6 +30,6 @@ EXPOSE 1389 1636 9090
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
-# a 64 MiB young generation: fewer, shorter scavenge pauses under load (README: Benchmarks)
+# 64 MiB semi-spaces (young generation): fewer, shorter scavenge pauses under load (README: Benchmarks)
 ENTRYPOINT ["node", "--max-semi-space-size=64", "bin/ldap-gateway.js"]
 CMD ["--config", "/etc/ldap-gateway/config.yaml"]

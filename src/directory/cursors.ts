@@ -63,10 +63,11 @@ export class CursorStore {
       this.bySession.set(session, store);
     }
     const now = Date.now();
-    for (const [k, c] of store) {
+    // closed without waiting: a cursor reading its next page ahead ends only after that read
+    for (const [k, c] of [...store]) {
       if (now - c.lastUsed > this.limits.cursorIdleMs || store.size >= this.limits.maxCursorsPerConnection) {
         store.delete(k); // Map iterates oldest first
-        await close(c);
+        void close(c);
       }
     }
     const cookie = randomBytes(12);

@@ -236,7 +236,8 @@ export class MembershipCache {
   private schedule(): void {
     clearTimeout(this.timer);
     if (this.stopped || this.keepWarmMs <= 0 || this.ttlMs <= 0) return;
-    this.timer = setTimeout(() => this.refresh(), Math.max(this.ttlMs / 2, this.ttlMs - 2 * this.lastBuildMs - 100)).unref();
+    const delay = Math.max(this.ttlMs / 2, this.ttlMs - 2 * this.lastBuildMs - 100);
+    this.timer = setTimeout(() => this.refresh(), Math.min(delay, 2 ** 31 - 1)).unref(); // setTimeout's limit
   }
 
   private refresh(): void {

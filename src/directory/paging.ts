@@ -138,7 +138,9 @@ export class SearchRunner {
       // the next page is read and mapped now, while the client reads this one (a sync asks for it at once);
       // entries read ahead but not sent (a smaller page size this time) stay first in line
       const rest: Ahead = { entries: ahead.entries.slice(taken), ...(ahead.end !== undefined ? { end: ahead.end } : {}), ...(ahead.error !== undefined ? { error: ahead.error } : {}) };
-      open.ahead = readAhead(open.gen, Math.min(size, MAX_AHEAD), rest, sink.encode && sink.encoded ? sink.encode : undefined);
+      // (not for a page abandoned or a connection gone: nobody will ask for it)
+      if (!sink.signal.aborted) open.ahead = readAhead(open.gen, Math.min(size, MAX_AHEAD), rest, sink.encode && sink.encoded ? sink.encode : undefined);
+      else if (rest.entries.length > 0 || rest.end !== undefined || rest.error !== undefined) open.ahead = Promise.resolve(rest);
       return { code: ResultCode.success, paged: { size: 0, cookie: await this.cursors.put(session, open) } };
     } catch (err) {
       if (!(err instanceof UpstreamFailure)) throw err;

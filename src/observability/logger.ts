@@ -1,5 +1,6 @@
 // pino, JSON by default. Redaction is a named feature: any field that can carry a secret is removed by
 // name, at any depth, whatever the caller logs. The code also never passes passwords to the logger at all.
+import cluster from 'node:cluster';
 import pino, { type Logger } from 'pino';
 
 /** Field names that can carry a secret (compared in lower case): removed wherever they appear. */
@@ -35,7 +36,14 @@ export function scrub(v: unknown, depth = 0): unknown {
     const s = scrub(own, depth);
     return s === own ? v : { type: v.name, message: v.message, stack: v.stack, ...(s as object) };
   }
-  if (!isPlain(v)) return v; // Buffers, Dates, Maps: JSON.stringify decides
+  if (!isPlain(v)) {
+    // values JSON writes without their fields (bytes, dates, collections) stay as they are; any other
+    // object with a secret-named field of its own becomes a plain copy without it
+    if (ArrayBuffer.isView(v) || v instanceof Date || v instanceof Map || v instanceof Set) return v;
+    const own = { ...(v as Record<string, unknown>) };
+    const s = scrub(own, depth);
+    return s === own ? v : s;
+  }
   let out: Record<string, unknown> | undefined;
   const src = v as Record<string, unknown>;
   for (const k in src) {
@@ -51,36 +59,48 @@ export function scrub(v: unknown, depth = 0): unknown {
   return out ?? v;
 }
 
-/** Lines held back at most before a write (with log.flushMs > 0). */
-const BATCH_BYTES = 4096;
+/**
+ * Bind lines wait until this many bytes are pending (log.flushMs > 0). A worker (`workers: N`) shares the
+ * supervisor's stdout with the other workers: it writes at most PIPE_BUF (4096) bytes at a time, whole
+ * lines each, which a pipe keeps apart from other processes' writes; one process alone writes 4 KiB+.
+ */
+const batching = (): { minLength: number; maxWrite?: number } => (cluster.isWorker ? { minLength: 2048, maxWrite: 4096 } : { minLength: 4096 });
 
 export function createLogger(opts: { level: string; pretty: boolean; flushMs?: number }, destination?: pino.DestinationStream): Logger {
   const base: pino.LoggerOptions = {
     level: opts.level,
     base: { service: 'ldap-gateway' },
     formatters: { log: (o) => scrub(o) as Record<string, unknown> },
-    // only the per-bind audit lines wait to be written together (log.flushMs); any other line goes out at
-    // once, with whatever waits before it, so the order of lines is kept and nothing rare is held back
-    hooks: {
-      logMethod(args, method, level) {
-        method.apply(this, args);
-        if (level >= 40 || (args[0] as { event?: unknown } | null)?.event !== 'bind') this.flush();
-      },
-    },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   if (opts.pretty && !destination) return scrubbingChildren(pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true } } }));
   if (destination) return scrubbingChildren(pino(base, destination));
-  // One write per line cost a thread-pool hand-off per bind (a write, an eventfd and futex wake-ups: 10-20 %
-  // of a login's CPU here); bind lines are written together instead, 4 KiB or every flushMs at most, and
-  // whatever is held is written synchronously when the process exits.
   const flushMs = opts.flushMs ?? 0;
-  return scrubbingChildren(pino(base, pino.destination({ dest: 1, ...(flushMs > 0 ? { minLength: BATCH_BYTES, periodicFlush: flushMs } : {}) })));
+  if (flushMs <= 0) return scrubbingChildren(pino(base, pino.destination({ dest: 1 })));
+  // One write per line cost a thread-pool hand-off per bind (a write, an eventfd and futex wake-ups: 10-20 %
+  // of a login's CPU here). Bind lines are written together instead, when 4 KiB wait or every flushMs;
+  // any other line is written at once with whatever waits before it (so the order is kept), or right after
+  // a write under way; what is held is written synchronously when the process exits.
+  const dest = pino.destination({ dest: 1, ...batching(), periodicFlush: flushMs });
+  const pending = dest as unknown as { _len?: number; flush(): void };
+  const hooks: pino.LoggerOptions['hooks'] = {
+    logMethod(args, method, level) {
+      method.apply(this, args);
+      // no callback: a flush callback costs sonic-boom two listeners and an fsync per call
+      if ((level >= 40 || (args[0] as { event?: unknown } | null)?.event !== 'bind') && pending._len !== 0) pending.flush();
+    },
+  };
+  return scrubbingChildren(pino({ ...base, hooks }, dest));
 }
 
-/** A child logger's bindings are scrubbed too (pino's formatters do not see them), and so are its children's. */
+/**
+ * Child loggers' bindings are scrubbed too (pino's formatters do not see them). Children are made from
+ * their parent with Object.create, so they inherit this wrapper, called with themselves as `this`.
+ */
 function scrubbingChildren(l: Logger): Logger {
-  const child = l.child.bind(l);
-  l.child = ((bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => scrubbingChildren(child(scrub(bindings) as pino.Bindings, options) as Logger)) as unknown as Logger['child'];
+  const original = l.child as unknown as (this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => Logger;
+  l.child = function (this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) {
+    return original.call(this, scrub(bindings) as pino.Bindings, options);
+  } as unknown as Logger['child'];
   return l;
 }

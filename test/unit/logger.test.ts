@@ -30,9 +30,16 @@ t.test('secret-named fields are removed at every depth; the rest is kept', async
   const before = JSON.stringify(logged);
   log.info(logged, 'a line');
   log.child({ worker: 1, secret: 'child-secret' }).warn({ err: Object.assign(new Error('boom'), { password: 'in-error' }) }, 'x');
+  class Client {
+    constructor(
+      readonly url: string,
+      readonly password: string,
+    ) {}
+  }
+  log.child({ worker: 2 }).child({ component: 'demo', token: 'grandchild-token' }).info({ upstream: new Client('ldap://dc1', 'instance-pw') }, 'y');
   await new Promise((r) => setImmediate(r));
   const text = JSON.stringify(lines);
-  for (const s of ['pw-top', 'tok-top', 'cred-1', 's-2', 'svc-pw', 'c-pw', 'c-pw-2', 'Bearer abc', 'child-secret', 'in-error']) t.notOk(text.includes(s), `${s} is not in the output`);
+  for (const s of ['pw-top', 'tok-top', 'cred-1', 's-2', 'svc-pw', 'c-pw', 'c-pw-2', 'Bearer abc', 'child-secret', 'in-error', 'grandchild-token', 'instance-pw']) t.notOk(text.includes(s), `${s} is not in the output`);
   const first = lines[0] as Record<string, any>;
   t.equal(first.name, 'alice');
   t.equal(first.nested.ok, 1);
@@ -42,6 +49,7 @@ t.test('secret-named fields are removed at every depth; the rest is kept', async
   t.equal(first.headers.accept, 'json');
   t.equal((lines[1] as Record<string, any>).worker, 1, "a child's other bindings are kept");
   t.match((lines[1] as Record<string, any>).err, { message: 'boom' }, 'the error itself is kept');
+  t.match(lines[2], { worker: 2, component: 'demo', upstream: { url: 'ldap://dc1' } }, "a grandchild keeps every ancestor's bindings; an instance's other fields are kept");
   t.equal(JSON.stringify(logged), before, "the caller's object is not changed");
 });
 
