@@ -16,8 +16,9 @@
 // counts read, no digest computed). On a remote backend even reading the flag is a round trip: an
 // account with no flag in the shared state is remembered as clean here, and asked about again only once
 // some replica records a failure for it (it writes the flag, then says so on the bus), after the bus
-// connection drops or comes back, or a minute later at most. Binds arriving at another replica while that message is in flight can miss the failure;
-// the count itself is never lost, and this replica's own failures are seen by its next bind at once.
+// connection drops or comes back, or a minute later at most. Binds arriving at another replica while that
+// message is in flight can miss the failure; the count itself is never lost, and this replica's own
+// failures are seen by its next bind at once.
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';

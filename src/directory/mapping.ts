@@ -140,8 +140,8 @@ export interface MembershipView {
   /** how a member or group is named to clients: its virtual DN, or (transparent mode) its AD DN */
   userDN(ref: UserRef): string;
   groupDN(ref: GroupRef): string;
-  /** a user's groups (an index set of group keys) as sorted client-facing DNs, if kept per index build */
-  groupDNsOf?(groups: ReadonlySet<string>): string[];
+  /** a user's groups (an index set of group keys) as sorted client-facing DNs (sortedGroupDNs, may be kept) */
+  groupDNsOf(groups: ReadonlySet<string>): string[];
   /** a virtual (or AD) DN in a filter value -> the AD DN it stands for; undefined if unknown */
   adDN(value: string): string | undefined;
 }
@@ -506,8 +506,7 @@ function computed(kind: 'memberOf' | 'members', adDn: string, m: MembershipView)
   }
   if (kind === 'memberOf') {
     const groups = m.index.userGroups.get(norm);
-    if (!groups) return [];
-    return m.groupDNsOf ? m.groupDNsOf(groups) : sortedGroupDNs(groups, m);
+    return groups ? m.groupDNsOf(groups) : [];
   }
   return memberValues(norm, m);
 }

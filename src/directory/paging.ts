@@ -18,7 +18,7 @@ export const MAX_AHEAD = 1000;
  * Read up to n more entries of a listing into `from` (what was read ahead and not sent yet). Never
  * rejects: a failure is kept in the result and rethrown where the entries before it run out.
  */
-async function readAhead(gen: AsyncGenerator<Entry, LdapResult>, n: number, from: Ahead, encode?: (e: Entry) => EncodedEntry): Promise<Ahead> {
+async function readNextPage(gen: AsyncGenerator<Entry, LdapResult>, n: number, from: Ahead, encode?: (e: Entry) => EncodedEntry): Promise<Ahead> {
   try {
     while (from.end === undefined && from.error === undefined && from.entries.length < n) {
       const r = await gen.next();
@@ -137,10 +137,9 @@ export class SearchRunner {
       keep = true;
       // the next page is read and mapped now, while the client reads this one (a sync asks for it at once);
       // entries read ahead but not sent (a smaller page size this time) stay first in line
-      const rest: Ahead = { entries: ahead.entries.slice(taken), ...(ahead.end !== undefined ? { end: ahead.end } : {}), ...(ahead.error !== undefined ? { error: ahead.error } : {}) };
-      // (not for a page abandoned or a connection gone: nobody will ask for it)
-      if (!sink.signal.aborted) open.ahead = readAhead(open.gen, Math.min(size, MAX_AHEAD), rest, sink.encode && sink.encoded ? sink.encode : undefined);
-      else if (rest.entries.length > 0 || rest.end !== undefined || rest.error !== undefined) open.ahead = Promise.resolve(rest);
+      // (not for a page abandoned or a connection gone: nobody will ask for the next one)
+      const rest: Ahead = { ...ahead, entries: ahead.entries.slice(taken) };
+      open.ahead = sink.signal.aborted ? Promise.resolve(rest) : readNextPage(open.gen, Math.min(size, MAX_AHEAD), rest, sink.encode && sink.encoded ? sink.encode : undefined);
       return { code: ResultCode.success, paged: { size: 0, cookie: await this.cursors.put(session, open) } };
     } catch (err) {
       if (!(err instanceof UpstreamFailure)) throw err;

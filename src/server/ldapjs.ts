@@ -6,7 +6,7 @@
 // bind names through DN parsing, lets anonymous binds bypass handlers, routes by case-sensitive DN, drops
 // the connection on unknown operations and buffers PDUs without limit), and not its decoders for requests
 // that carry filters, DNs or values (decode.ts says why).
-import { encodeSearchEntry, encodeSearchEntryBody, integer, octets, tlv } from '../ldap/ber';
+import { encodeSearchEntry, integer, octets, tlv } from '../ldap/ber';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const ldap = require('ldapjs') as LdapjsCodec;
 
@@ -44,9 +44,4 @@ export function pagedResponseControl(size: number, cookie: Buffer): unknown {
 // lengths are worked out first, then the entry is written into one buffer (ldap/ber.ts sizedWriter).
 export function encodeEntry(messageId: number, dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
   return encodeSearchEntry(messageId, dn, attributes);
-}
-
-/** The same SearchResultEntry without its message envelope (ldap/ber.ts envelope() adds it when sent). */
-export function encodeEntryBody(dn: string, attributes: ReadonlyArray<{ type: string; values: readonly string[] }>): Buffer {
-  return encodeSearchEntryBody(dn, attributes);
 }

@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import { OID, REQUESTS, ResultCode, SUPPORTED_CONTROLS, Tag } from '../ldap/protocol';
 import type { Entry, Handlers, LdapResult, Message, OpObserver, SearchOp, SessionInfo } from '../ldap/types';
 import { IntakeStream } from './intake';
-import { encodeEntryBody, pagedResponseControl } from './ldapjs';
+import { encodeSearchEntryBody } from '../ldap/ber';
+import { pagedResponseControl } from './ldapjs';
 import { OperationWriter, type OpContext } from './writer';
 
 /** An entry's attribute types without values (a search with typesOnly). */
@@ -201,7 +202,7 @@ export class Session<I> implements SessionInfo<I> {
     const outcome = await this.o.handlers.search(op, this, {
       signal: ctx.abort.signal,
       entry: (e) => this.out.entry(ctx, e.dn, op.typesOnly ? typesOnly(e) : e.attributes),
-      encode: (e) => ({ encoded: encodeEntryBody(e.dn, op.typesOnly ? typesOnly(e) : e.attributes) }),
+      encode: (e) => ({ encoded: encodeSearchEntryBody(e.dn, op.typesOnly ? typesOnly(e) : e.attributes) }),
       encoded: (e) => this.out.encodedEntry(ctx, e.encoded),
     });
     if ('drop' in outcome) {

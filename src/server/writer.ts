@@ -74,7 +74,7 @@ export class OperationWriter {
     return this.drained(ctx.abort.signal);
   }
 
-  /** Send one search entry encoded ahead of this operation (encodeEntryBody), as entry() does. */
+  /** Send one search entry encoded ahead of this operation (ber.ts encodeSearchEntryBody), as entry() does. */
   encodedEntry(ctx: OpContext, body: Buffer): Promise<void> | void {
     if (ctx.abort.signal.aborted || this.closed) throw new Error('abandoned');
     this.write(envelope(ctx.messageId, body.length));

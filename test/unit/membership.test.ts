@@ -1,6 +1,6 @@
 import t from 'tap';
 import { eq, filterToString, simplify } from '../../src/directory/filter';
-import { defguardProfile, Mapper, selection, type AdEntry, type MembershipView } from '../../src/directory/mapping';
+import { defguardProfile, Mapper, selection, sortedGroupDNs, type AdEntry, type MembershipView } from '../../src/directory/mapping';
 import { buildIndex, MembershipCache, type IndexSources } from '../../src/directory/membership';
 import { VirtualTree } from '../../src/directory/tree';
 
@@ -72,6 +72,7 @@ t.test('membership values and filters through the mapper', async (t) => {
     flatten: true,
     userDN: (r) => tree.userDN(r.key),
     groupDN: (r) => tree.groupDN(r.key),
+    groupDNsOf: (groups) => sortedGroupDNs(groups, { index: idx, groupDN: (r) => tree.groupDN(r.key) }),
     adDN: (v) => {
       const loc = tree.locate(v);
       if (loc.kind === 'user') return idx.usersByKey.get(loc.key.toLowerCase())?.dn;

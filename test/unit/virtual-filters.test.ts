@@ -6,7 +6,7 @@ import t from 'tap';
 import { and, eq, eqBytes, filterToString, not, simplify, type FilterNode } from '../../src/directory/filter';
 import { normalizeDN } from '../../src/directory/dn';
 import { flavors } from '../../src/directory/flavors';
-import { defguardProfile, Mapper, selection, withOverrides, type AdEntry, type MembershipView } from '../../src/directory/mapping';
+import { defguardProfile, Mapper, selection, sortedGroupDNs, withOverrides, type AdEntry, type MembershipView } from '../../src/directory/mapping';
 import { buildIndex, type Index, type IndexSources } from '../../src/directory/membership';
 import { generalizedToMs, guidToString, sidToString } from '../../src/directory/transforms';
 import { VirtualTree } from '../../src/directory/tree';
@@ -60,6 +60,7 @@ const viewOf = (idx: Index, flatten: boolean): MembershipView => ({
   flatten,
   userDN: (r) => tree.userDN(r.key),
   groupDN: (r) => tree.groupDN(r.key),
+  groupDNsOf: (groups) => sortedGroupDNs(groups, { index: idx, groupDN: (r) => tree.groupDN(r.key) }),
   adDN: (v) => {
     const loc = tree.locate(v);
     if (loc.kind === 'user') return idx.usersByKey.get(loc.key.toLowerCase())?.dn;
